@@ -1,0 +1,40 @@
+# The two commands a user needs: `make repro` (run the pipeline) and `make test`.
+# Both create .venv from requirements.txt when it is missing or older than the lock.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Stage commands in dvc.yaml call `python`: put the venv first on PATH.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: repro test test-slow lint lock clean-venv
+
+$(STAMP): requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements.txt
+	$(BIN)/python -m pip check
+	touch $@
+
+repro: $(STAMP)
+	$(BIN)/dvc repro
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# Regenerate requirements.txt from requirements.in (every package pinned with ==).
+# The CPU wheel's local label (+cpu) is dropped: `torch==2.13.0` matches it.
+lock: $(STAMP)
+	$(BIN)/pip-compile --quiet --strip-extras --allow-unsafe --no-emit-find-links --no-emit-index-url \
+		--annotation-style=line -o requirements.txt requirements.in
+	sed -i 's/^torch==\([0-9.]*\)+cpu/torch==\1/' requirements.txt
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,62 @@
+"""One determinism path for every stage: environment pins, torch settings and seeding.
+
+`pin_environment` must run before numpy or torch is imported (the `rlrepro` package does it on
+import); `configure_torch` and `seed_everything` run at the start of each stage.
+"""
+
+import contextlib
+import os
+import random
+import sys
+
+# Values that override whatever the user's shell sets: math libraries read them once, at load.
+PINNED_ENV: dict[str, str] = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_DYNAMIC": "FALSE",
+    # MKL's conditional numerical reproducibility: the same results on every instruction set.
+    "MKL_CBWR": "COMPATIBLE",
+    "PYTHONHASHSEED": "0",
+}
+
+_NUMERIC_MODULES = ("numpy", "torch")
+
+
+def pin_environment() -> None:
+    """Set `PINNED_ENV` in this process (and so in its children).
+
+    :raises RuntimeError: when numpy or torch was imported first, so the pins would come too late.
+    """
+    late = [name for name in _NUMERIC_MODULES if name in sys.modules]
+    changed = [key for key, value in PINNED_ENV.items() if os.environ.get(key) != value]
+    if late and changed:
+        raise RuntimeError(
+            f"import rlrepro before {', '.join(late)}: {', '.join(changed)} must be set first"
+        )
+    os.environ.update(PINNED_ENV)
+
+
+def configure_torch(threads: int) -> None:
+    """Pin torch's intra- and inter-op thread counts and turn on deterministic algorithms.
+
+    :param threads: the number of intra-op threads (params `numerics.torch_threads`).
+    """
+    import torch
+
+    torch.set_num_threads(threads)
+    if torch.get_num_interop_threads() != 1:
+        # Settable once per process, before any inter-op work; a second call raises.
+        with contextlib.suppress(RuntimeError):
+            torch.set_num_interop_threads(1)
+    torch.use_deterministic_algorithms(True)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's and torch's global generators with `seed`."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

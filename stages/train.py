@@ -1,0 +1,42 @@
+"""Stage `train`: one agent for one experiment and seed.
+
+Reads `numerics` and `experiments.<exp>` from params; writes the canonical checkpoint
+(`--model`, a zip that SB3's `load` opens for SB3 agents) and the learning curve (`--curve`, CSV:
+one row per finished episode with the global env step, the episode return and its length).
+"""
+
+import sys
+from pathlib import Path
+
+from rlrepro import agents, checkpoint, cli, numerics, params
+from rlrepro.episodes import CURVE_HEADER
+from rlrepro.files import write_csv
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train experiment `--exp` with seed `--seed`; write `--model` and `--curve`."""
+    parser = cli.parser(__doc__.splitlines()[0])
+    parser.add_argument("--exp", required=True, help="experiment name in params.yaml")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--model", type=Path, required=True, help="checkpoint to write (.zip)")
+    parser.add_argument("--curve", type=Path, required=True, help="learning curve to write (.csv)")
+    args = parser.parse_args(argv)
+
+    def work() -> None:
+        raw = params.read(args.params)
+        exp = params.experiment(raw, args.exp)
+        pins = params.section(raw, params.Numerics, "numerics")
+        agents.check_hyperparams(exp, args.exp)
+        if args.seed < 0:
+            raise params.ParamsError(f"--seed: expected an integer >= 0, got {args.seed}")
+        numerics.configure_torch(pins.torch_threads)
+        numerics.seed_everything(args.seed)
+        meta, entries, episodes = agents.train(exp, args.exp, args.seed)
+        checkpoint.write(args.model, meta, entries)
+        write_csv(args.curve, CURVE_HEADER, episodes)
+
+    return cli.run(work)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
