@@ -58,6 +58,13 @@ def figure(name: str, exp: params.Experiment, curve: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
+def remove_stale(folder: Path, keep: set[str]) -> None:
+    """Delete the files in `folder` of experiments no longer in params (outputs persist)."""
+    for path in sorted(folder.glob("*")):
+        if path.is_file() and path.stem not in keep:
+            path.unlink()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Write the mean curves, figures and metrics of every experiment in params."""
     parser = cli.parser(__doc__.splitlines()[0])
@@ -96,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             summaries = [json.loads((args.evals / f"{run}.json").read_text()) for run in runs]
             metrics[name] = aggregate(summaries)
         write_json(args.metrics, metrics)
+        remove_stale(args.out_curves, set(experiments))
+        remove_stale(args.figures, set(experiments))
 
     return cli.run(work)
 
