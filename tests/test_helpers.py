@@ -1,0 +1,147 @@
+"""Pure helpers: checkpoints, files, returns, curves, versions, progress."""
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from packaging.requirements import Requirement
+from torch import nn
+
+from rlrepro import checkpoint, numerics
+from rlrepro.curves import mean_curve, smooth
+from rlrepro.files import canonical_json, write_bytes
+from rlrepro.networks import mlp
+from rlrepro.progress import Progress
+from rlrepro.reinforce import discounted_returns
+from stages.env_check import locked_requirements, version_mismatches
+
+
+def test_canonical_zip_ignores_insertion_order_and_fixes_metadata() -> None:
+    a = checkpoint.canonical_zip({"b": b"2", "a": b"1"})
+    b = checkpoint.canonical_zip({"a": b"1", "b": b"2"})
+    assert a == b
+    with zipfile.ZipFile(io.BytesIO(a)) as archive:
+        assert archive.namelist() == ["a", "b"]
+        assert {i.date_time for i in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        assert {i.compress_type for i in archive.infolist()} == {zipfile.ZIP_STORED}
+
+
+def test_sb3_entries_drop_machine_and_clock_values() -> None:
+    data = {
+        "start_time": 123,
+        "ep_info_buffer": [1],
+        "gamma": 0.99,
+        "policy_class": {":serialized:": "xyz", "forward": "<function f at 0x7f00deadbeef>"},
+    }
+    saved = io.BytesIO()
+    with zipfile.ZipFile(saved, "w") as archive:
+        archive.writestr("data", json.dumps(data))
+        archive.writestr("system_info.txt", "host: somewhere")
+        archive.writestr("policy.pth", b"weights")
+    entries = checkpoint.sb3_entries(saved.getvalue())
+    assert sorted(entries) == ["data", "policy.pth"]
+    cleaned = json.loads(entries["data"])
+    assert cleaned == {
+        "gamma": 0.99,
+        "policy_class": {":serialized:": "xyz", "forward": "<function f>"},
+    }
+
+
+def test_checkpoint_meta_round_trip_and_version_check(tmp_path: Path) -> None:
+    path = tmp_path / "m.zip"
+    checkpoint.write(path, {"algo": "ppo"}, {"x": b"1"})
+    assert checkpoint.read_meta(path) == {"algo": "ppo", "format": checkpoint.FORMAT_VERSION}
+    bad = tmp_path / "old.zip"
+    bad.write_bytes(checkpoint.canonical_zip({checkpoint.META_ENTRY: b'{"format": 0}'}))
+    with pytest.raises(ValueError, match="checkpoint format 0"):
+        checkpoint.read_meta(bad)
+
+
+def test_write_bytes_replaces_atomically(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "out.txt"
+    write_bytes(target, b"one")
+    write_bytes(target, b"two")
+    assert target.read_bytes() == b"two"
+    assert [p.name for p in target.parent.iterdir()] == ["out.txt"]
+
+
+def test_write_bytes_leaves_old_file_when_writing_fails(tmp_path: Path) -> None:
+    target = tmp_path / "out.txt"
+    target.write_bytes(b"old")
+    with pytest.raises(TypeError):
+        write_bytes(target, "not bytes")  # type: ignore[arg-type]
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_canonical_json_is_order_independent() -> None:
+    assert canonical_json({"b": 1, "a": [1.5]}) == canonical_json({"a": [1.5], "b": 1})
+    with pytest.raises(ValueError):
+        canonical_json({"x": float("nan")})
+
+
+def test_discounted_returns_known_values() -> None:
+    np.testing.assert_allclose(discounted_returns([1.0, 1.0, 1.0], 0.5), [1.75, 1.5, 1.0])
+    assert discounted_returns([], 0.9).shape == (0,)
+
+
+def test_smooth_is_trailing_mean() -> None:
+    np.testing.assert_allclose(smooth(np.array([1.0, 3.0, 5.0, 7.0]), 2), [1.0, 2.0, 4.0, 6.0])
+
+
+def test_mean_curve_on_shared_grid() -> None:
+    a = pd.DataFrame({"step": [10, 20, 30], "episode_return": [0.0, 10.0, 20.0]})
+    b = pd.DataFrame({"step": [10, 25, 40], "episode_return": [10.0, 10.0, 10.0]})
+    curve = mean_curve([a, b], points=3, window=1)
+    assert curve["step"].tolist() == [10, 20, 30]
+    assert curve["return_mean"].tolist() == [5.0, 10.0, 15.0]
+    assert curve["return_std"].tolist() == [5.0, 0.0, 5.0]
+    assert set(curve["n_seeds"]) == {2}
+
+
+def test_mlp_maps_sizes_and_activation() -> None:
+    net = mlp((4, 16, 32), "relu")
+    assert [type(m).__name__ for m in net] == ["Linear", "ReLU", "Linear", "ReLU"]
+    first, last = net[0], net[2]
+    assert isinstance(first, nn.Linear) and isinstance(last, nn.Linear)
+    assert (first.in_features, last.out_features) == (4, 32)
+
+
+def test_version_mismatches_names_each_difference(tmp_path: Path) -> None:
+    lock = tmp_path / "requirements.txt"
+    lock.write_text(
+        "# header\npytest==0.0.1  # via -r requirements.in\nno-such-package-xyz==1.0\n"
+        "numpy==" + np.__version__ + "\n"
+    )
+    found = version_mismatches(locked_requirements(lock))
+    assert len(found) == 2
+    assert found[0].startswith("pytest: locked ==0.0.1, installed ")
+    assert found[1] == "no-such-package-xyz: locked ==1.0, installed not installed"
+
+
+def test_local_version_label_matches_plain_pin() -> None:
+    assert version_mismatches([Requirement("numpy==" + np.__version__)]) == []
+    assert Requirement("torch==2.13.0").specifier.contains("2.13.0+cpu")
+
+
+def test_progress_prints_plain_lines_off_a_terminal() -> None:
+    stream = io.StringIO()
+    progress = Progress(100, "steps", "run", stream=stream)
+    for done in range(0, 101, 5):
+        progress.update(done)
+    progress.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "run: 0/100 steps"
+    assert lines[-1] == "run: done, 100 steps"
+    assert 10 <= len(lines) <= 12
+
+
+def test_pinned_environment_is_in_force() -> None:
+    import os
+
+    for key, value in numerics.PINNED_ENV.items():
+        assert os.environ[key] == value
