@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: put the venv first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test test-slow lint lock clean-venv
+.PHONY: repro test lint lock digests clean-venv
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,9 +21,6 @@ repro: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-test-slow: $(STAMP)
-	$(BIN)/python -m pytest -m slow
-
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -35,6 +32,10 @@ lock: $(STAMP)
 	$(BIN)/pip-compile --quiet --strip-extras --allow-unsafe --no-emit-find-links --no-emit-index-url \
 		--annotation-style=line -o requirements.txt requirements.in
 	sed -i 's/^torch==\([0-9.]*\)+cpu/torch==\1/' requirements.txt
+
+# Record this machine's physics digests as the references (deliberately; then commit them).
+digests: $(STAMP)
+	$(BIN)/python -m rlrepro.physics
 
 clean-venv:
 	rm -rf $(VENV)

@@ -21,6 +21,7 @@ from rlrepro.episodes import Actor, Episode
 from rlrepro.networks import activation
 from rlrepro.params import Experiment, ParamsError, build
 from rlrepro.progress import Progress
+from rlrepro.trace import Trace
 
 SB3_ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO}
 # Arguments of an SB3 algorithm that the pipeline sets itself, never from hyperparams.
@@ -59,12 +60,28 @@ def check_hyperparams(exp: Experiment, name: str) -> None:
 
 
 class _EpisodeRecorder(BaseCallback):
-    """Collects every finished episode (from SB3's Monitor infos) and reports progress."""
+    """Collects every finished episode (from SB3's Monitor infos), traces updates, reports progress.
 
-    def __init__(self, progress: Progress) -> None:
+    A rollout starts after each update, so the k-th rollout start (from 0) follows update k.
+    """
+
+    def __init__(self, progress: Progress, trace: Trace) -> None:
         super().__init__()
-        self.progress = progress
+        self.progress, self.trace = progress, trace
         self.episodes: list[Episode] = []
+        self.updates = 0
+
+    def _on_rollout_start(self) -> None:
+        self._record(force=False)
+        self.updates += 1
+
+    def _on_training_end(self) -> None:
+        self._record(force=True)
+
+    def _record(self, force: bool) -> None:
+        params = self.model.policy.parameters()
+        obs = self.model._last_obs
+        self.trace.record(self.updates, self.num_timesteps, params, obs, force=force)
 
     def _on_step(self) -> bool:
         for info in self.locals["infos"]:
@@ -76,9 +93,9 @@ class _EpisodeRecorder(BaseCallback):
 
 
 def train(
-    exp: Experiment, name: str, seed: int
+    exp: Experiment, name: str, seed: int, trace: Trace
 ) -> tuple[dict[str, Any], dict[str, bytes], list[Episode]]:
-    """Train experiment `name` with `seed`.
+    """Train experiment `name` with `seed`, recording its updates in `trace`.
 
     :return: the checkpoint's meta and entries (see `rlrepro.checkpoint`) and the learning curve.
     """
@@ -86,15 +103,15 @@ def train(
     progress = Progress(amount, unit, f"{name} seed {seed}")
     meta = {"algo": exp.algo, "env": exp.env, "experiment": name, "seed": seed}
     if exp.algo == "reinforce":
-        entries, episodes = _train_reinforce(exp, name, seed, progress, meta)
+        entries, episodes = _train_reinforce(exp, name, seed, progress, trace, meta)
     else:
-        entries, episodes = _train_sb3(exp, seed, amount, progress)
+        entries, episodes = _train_sb3(exp, seed, amount, progress, trace)
     progress.close()
     return meta, entries, episodes
 
 
 def _train_sb3(
-    exp: Experiment, seed: int, steps: int, progress: Progress
+    exp: Experiment, seed: int, steps: int, progress: Progress, trace: Trace
 ) -> tuple[dict[str, bytes], list[Episode]]:
     env = make_vec_env(exp.env, n_envs=1, seed=seed)
     policy_kwargs = {
@@ -110,7 +127,7 @@ def _train_sb3(
         policy_kwargs=policy_kwargs,
         **exp.hyperparams,
     )
-    recorder = _EpisodeRecorder(progress)
+    recorder = _EpisodeRecorder(progress, trace)
     model.learn(total_timesteps=steps, callback=recorder)
     env.close()
     saved = io.BytesIO()
@@ -119,7 +136,12 @@ def _train_sb3(
 
 
 def _train_reinforce(
-    exp: Experiment, name: str, seed: int, progress: Progress, meta: dict[str, Any]
+    exp: Experiment,
+    name: str,
+    seed: int,
+    progress: Progress,
+    trace: Trace,
+    meta: dict[str, Any],
 ) -> tuple[dict[str, bytes], list[Episode]]:
     config = build(reinforce.ReinforceConfig, exp.hyperparams, f"experiments.{name}.hyperparams")
     episodes: list[Episode] = []
@@ -129,7 +151,7 @@ def _train_reinforce(
         progress.update(done if "episodes" in exp.budget else episode.step)
 
     env = gym.make(exp.env)
-    policy, optimizer, generator = reinforce.train(exp, config, seed, env, on_episode)
+    policy, optimizer, generator = reinforce.train(exp, config, seed, env, on_episode, trace)
     env.close()
     meta["network"] = {
         "obs_dim": policy.shared[0].in_features,

@@ -5,8 +5,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from rlrepro.params import ParamsError
-
 
 def parser(description: str) -> argparse.ArgumentParser:
     """An argument parser with `--params` (default: params.yaml)."""
@@ -25,10 +23,11 @@ class StageError(RuntimeError):
 
 
 def run(work: Callable[[], None]) -> int:
-    """Call `work`; a `ParamsError` or `StageError` becomes one line on stderr and exit code 2."""
+    """Call `work`; a `ValueError` (`ParamsError` too) or `StageError` becomes one line on stderr
+    and exit code 2."""
     try:
         work()
-    except (ParamsError, StageError) as err:
+    except (ValueError, StageError) as err:  # ParamsError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

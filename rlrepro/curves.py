@@ -30,6 +30,11 @@ def mean_curve(curves: list[pd.DataFrame], points: int, window: int) -> pd.DataF
     """
     start = max(int(c["step"].iloc[0]) for c in curves)
     stop = min(int(c["step"].iloc[-1]) for c in curves)
+    if stop < start:
+        raise ValueError(
+            f"seed curves do not overlap (one ends at step {stop} before another's first "
+            f"episode ends at {start}); raise the training budget"
+        )
     grid = np.unique(np.linspace(start, stop, points).round().astype(np.int64))
     values = np.stack(
         [

@@ -17,7 +17,6 @@ PINNED_ENV: dict[str, str] = {
     "MKL_DYNAMIC": "FALSE",
     # MKL's conditional numerical reproducibility: the same results on every instruction set.
     "MKL_CBWR": "COMPATIBLE",
-    "PYTHONHASHSEED": "0",
 }
 
 _NUMERIC_MODULES = ("numpy", "torch")

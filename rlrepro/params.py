@@ -33,6 +33,24 @@ class Numerics:
 
 
 @dataclasses.dataclass(frozen=True)
+class EnvCheck:
+    """The physics digest of `env_check`: a fixed rollout of `digest_steps` from `digest_seed`."""
+
+    digest_steps: int = dataclasses.field(metadata={"min": 1})
+    digest_seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Tracing:
+    """The training trace.
+
+    :param every: hash the policy after every `every`-th update (and after the last).
+    """
+
+    every: int = dataclasses.field(metadata={"min": 1})
+
+
+@dataclasses.dataclass(frozen=True)
 class Policy:
     """The policy network.
 
@@ -127,9 +145,12 @@ def experiment(raw: dict[str, Any], name: str) -> Experiment:
 def seeds(raw: dict[str, Any]) -> tuple[int, ...]:
     """The training seeds, a non-empty list of distinct non-negative integers."""
     value = _get(raw, "seeds", "seeds")
-    if not isinstance(value, list) or not value or len(set(value)) != len(value):
+    if not isinstance(value, list) or not value:
         raise ParamsError(f"seeds: expected a non-empty list of distinct integers, got {value!r}")
-    return tuple(_coerce(v, int, f"seeds[{i}]") for i, v in enumerate(value))
+    result = tuple(_coerce(v, int, f"seeds[{i}]") for i, v in enumerate(value))
+    if len(set(result)) != len(result):
+        raise ParamsError(f"seeds: expected a non-empty list of distinct integers, got {value!r}")
+    return result
 
 
 def _get(raw: dict[str, Any], key: str, where: str) -> Any:

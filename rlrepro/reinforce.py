@@ -19,6 +19,7 @@ from torch.nn import functional
 from rlrepro.episodes import Episode
 from rlrepro.networks import mlp
 from rlrepro.params import Experiment
+from rlrepro.trace import Trace
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,10 +87,12 @@ def train(
     seed: int,
     env: gym.Env[np.ndarray, np.ndarray],
     on_episode: Callable[[Episode, int], None],
+    trace: Trace,
 ) -> tuple[GaussianPolicy, torch.optim.Optimizer, torch.Generator]:
     """Train a `GaussianPolicy` on `env` until the budget in `exp.budget` is spent.
 
     :param on_episode: called after each update with the finished episode and the episodes done.
+    :param trace: records the parameters and last observation after update 0 (none), 1, 2, ...
     :return: the policy, its optimizer and the sampling generator, in their final state.
     """
     obs_dim, act_dim, low, high = _spaces(env)
@@ -103,7 +106,7 @@ def train(
     ((unit, amount),) = exp.budget.items()
     steps = episodes = 0
     obs, _ = env.reset(seed=seed)
-    env.action_space.seed(seed)
+    trace.record(0, 0, policy.parameters(), obs)
     while (episodes if unit == "episodes" else steps) < amount:
         observations, actions, rewards = _run_episode(env, obs, policy, generator, low, high)
         returns = torch.as_tensor(discounted_returns(rewards, config.gamma), dtype=torch.float32)
@@ -116,7 +119,9 @@ def train(
         steps += len(rewards)
         episodes += 1
         on_episode(Episode(steps, sum(rewards), len(rewards)), episodes)
+        trace.record(episodes, steps, policy.parameters(), observations[-1])
         obs, _ = env.reset()
+    trace.record(episodes, steps, policy.parameters(), observations[-1], force=True)
     return policy, optimizer, generator
 
 

@@ -1,7 +1,9 @@
-"""Stage `env_check`: the env works and the installed packages are the locked ones.
+"""Stage `env_check`: the env works, simulates as the reference does, and packages are locked.
 
-Reads `experiments.<exp>.env` from params and `requirements.txt`; runs Gymnasium's and SB3's env
-checkers; writes a JSON report (env spec, checks, checked versions) that `train` depends on.
+Reads `experiments.<exp>.env` and `env_check` from params, `requirements.txt` and the physics
+references (`references/physics.json`); runs Gymnasium's and SB3's env checkers and hashes a fixed
+rollout (`rlrepro.physics`); writes a JSON report (env spec, checks, digest, checked versions) that
+`train` depends on, and this machine's facts to an untracked file (`rlrepro.machine`).
 A package whose installed version differs from the lock fails the stage, unless the environment
 variable RLREPRO_ALLOW_VERSION_MISMATCH=1 turns that into a warning (recorded in the report).
 """
@@ -19,7 +21,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from packaging.requirements import Requirement
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from rlrepro import cli, params
+from rlrepro import cli, machine, params, physics
 from rlrepro.files import write_json
 
 ALLOW_MISMATCH_VAR = "RLREPRO_ALLOW_VERSION_MISMATCH"
@@ -88,11 +90,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = cli.parser(__doc__.splitlines()[0])
     parser.add_argument("--exp", required=True, help="experiment name in params.yaml")
     parser.add_argument("--requirements", type=Path, default=Path("requirements.txt"))
+    parser.add_argument("--references", type=Path, default=Path(physics.REFERENCE_FILE))
+    parser.add_argument(
+        "--facts",
+        type=Path,
+        default=machine.FACTS_FILE,
+        help="where to write this machine's facts (untracked)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="the JSON report to write")
     args = parser.parse_args(argv)
 
     def work() -> None:
-        exp = params.experiment(params.read(args.params), args.exp)
+        raw = params.read(args.params)
+        exp = params.experiment(raw, args.exp)
+        settings = params.section(raw, params.EnvCheck, "env_check")
         requirements = locked_requirements(args.requirements)
         mismatches = version_mismatches(requirements)
         if mismatches and os.environ.get(ALLOW_MISMATCH_VAR) != "1":
@@ -102,7 +113,24 @@ def main(argv: list[str] | None = None) -> int:
             )
         for line in mismatches:
             print(f"warning: version mismatch allowed: {line}", file=sys.stderr)
-        write_json(args.out, report(exp.env, requirements, mismatches))
+        write_json(args.facts, machine.facts())
+        try:
+            digest = physics.check(
+                exp.env, settings.digest_steps, settings.digest_seed, args.references
+            )
+        except ValueError as err:
+            raise cli.StageError(str(err)) from err
+        write_json(
+            args.out,
+            {
+                **report(exp.env, requirements, mismatches),
+                "physics_digest": {
+                    "steps": settings.digest_steps,
+                    "seed": settings.digest_seed,
+                    "sha256": digest,
+                },
+            },
+        )
 
     return cli.run(work)
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -40,21 +41,23 @@ def aggregate(summaries: list[dict[str, Any]]) -> dict[str, Any]:
 
 def figure(name: str, exp: params.Experiment, curve: pd.DataFrame) -> bytes:
     """A PNG of the mean curve with a mean +/- std band; fixed size, dpi and metadata."""
-    fig = Figure(figsize=(6.4, 4.0), dpi=100)
-    ax = fig.subplots()
-    mean, std = curve["return_mean"], curve["return_std"]
-    ax.plot(curve["step"], mean, label="mean over seeds")
-    ax.fill_between(curve["step"], mean - std, mean + std, alpha=0.25, label="mean \u00b1 std")
-    ax.set(
-        title=f"{name}: {exp.algo} on {exp.env} ({int(curve['n_seeds'].iloc[0])} seeds)",
-        xlabel="env steps",
-        ylabel="episode return (moving average)",
-    )
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", metadata=_PNG_METADATA)
+    # matplotlib's defaults, not the user's matplotlibrc: the bytes depend on the data only
+    with matplotlib.rc_context(matplotlib.rcParamsDefault):
+        fig = Figure(figsize=(6.4, 4.0), dpi=100)
+        ax = fig.subplots()
+        mean, std = curve["return_mean"], curve["return_std"]
+        ax.plot(curve["step"], mean, label="mean over seeds")
+        ax.fill_between(curve["step"], mean - std, mean + std, alpha=0.25, label="mean \u00b1 std")
+        ax.set(
+            title=f"{name}: {exp.algo} on {exp.env} ({int(curve['n_seeds'].iloc[0])} seeds)",
+            xlabel="env steps",
+            ylabel="episode return (moving average)",
+        )
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", metadata=_PNG_METADATA)
     return buffer.getvalue()
 
 
@@ -100,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
                 curve.to_csv(index=False, lineterminator="\n").encode("utf-8"),
             )
             write_bytes(args.figures / f"{name}.png", figure(name, exp, curve))
+            missing = [run for run in runs if not (args.evals / f"{run}.json").is_file()]
+            if missing:
+                raise cli.StageError(
+                    f"{args.evals}: no evaluation for {', '.join(missing)}; run `dvc repro`"
+                )
             summaries = [json.loads((args.evals / f"{run}.json").read_text()) for run in runs]
             metrics[name] = aggregate(summaries)
         write_json(args.metrics, metrics)

@@ -2,7 +2,9 @@
 
 Reads `numerics` and `experiments.<exp>` from params; writes the canonical checkpoint
 (`--model`, a zip that SB3's `load` opens for SB3 agents) and the learning curve (`--curve`, CSV:
-one row per finished episode with the global env step, the episode return and its length).
+one row per finished episode with the global env step, the episode return and its length), and
+the training trace (`--trace`, CSV: after every `trace.every`-th update, short hashes of the policy
+parameters and the latest observations, to find where two runs part).
 """
 
 import sys
@@ -11,6 +13,7 @@ from pathlib import Path
 from rlrepro import agents, checkpoint, cli, numerics, params
 from rlrepro.episodes import CURVE_HEADER
 from rlrepro.files import write_csv
+from rlrepro.trace import TRACE_HEADER, Trace
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,20 +23,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--model", type=Path, required=True, help="checkpoint to write (.zip)")
     parser.add_argument("--curve", type=Path, required=True, help="learning curve to write (.csv)")
+    parser.add_argument("--trace", type=Path, required=True, help="training trace to write (.csv)")
     args = parser.parse_args(argv)
 
     def work() -> None:
         raw = params.read(args.params)
         exp = params.experiment(raw, args.exp)
         pins = params.section(raw, params.Numerics, "numerics")
+        tracing = params.section(raw, params.Tracing, "trace")
         agents.check_hyperparams(exp, args.exp)
         if args.seed < 0:
             raise params.ParamsError(f"--seed: expected an integer >= 0, got {args.seed}")
         numerics.configure_torch(pins.torch_threads)
         numerics.seed_everything(args.seed)
-        meta, entries, episodes = agents.train(exp, args.exp, args.seed)
+        trace = Trace(tracing.every)
+        meta, entries, episodes = agents.train(exp, args.exp, args.seed, trace)
         checkpoint.write(args.model, meta, entries)
         write_csv(args.curve, CURVE_HEADER, episodes)
+        write_csv(args.trace, TRACE_HEADER, trace.points)
 
     return cli.run(work)
 

@@ -13,6 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 TINY: dict[str, Any] = {
     "numerics": {"torch_threads": 1},
+    "env_check": {"digest_steps": 2000, "digest_seed": 0},
+    "trace": {"every": 1},
     "seeds": [0, 1],
     "evaluate": {"episodes": 2, "seed": 1000},
     "plot": {"points": 10, "window": 2},

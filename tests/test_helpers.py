@@ -8,15 +8,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from packaging.requirements import Requirement
 from torch import nn
 
-from rlrepro import checkpoint, numerics
+from rlrepro import checkpoint
 from rlrepro.curves import mean_curve, smooth
 from rlrepro.files import canonical_json, write_bytes
+from rlrepro.machine import facts
 from rlrepro.networks import mlp
+from rlrepro.physics import check as physics_check
+from rlrepro.physics import rollout_digest
 from rlrepro.progress import Progress
 from rlrepro.reinforce import discounted_returns
+from rlrepro.trace import Trace, first_parting
 from stages.env_check import locked_requirements, version_mismatches
 
 
@@ -140,8 +145,65 @@ def test_progress_prints_plain_lines_off_a_terminal() -> None:
     assert 10 <= len(lines) <= 12
 
 
-def test_pinned_environment_is_in_force() -> None:
+def test_pins_override_the_shell_before_torch_loads() -> None:
     import os
+    import subprocess
+    import sys
 
-    for key, value in numerics.PINNED_ENV.items():
-        assert os.environ[key] == value
+    code = (
+        "import rlrepro, os, torch; "
+        "print(torch.get_num_threads(), os.environ['MKL_CBWR'], os.environ['OMP_NUM_THREADS'])"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "MKL_CBWR": "AUTO"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["1", "COMPATIBLE", "1"]
+
+
+def test_trace_records_due_updates_and_finds_first_parting() -> None:
+    weights = [torch.zeros(3)]
+    trace = Trace(every=2)
+    for update in range(5):
+        trace.record(update, update * 10, weights, np.zeros(2))
+    trace.record(4, 40, weights, np.zeros(2), force=True)
+    trace.record(5, 50, weights, np.ones(2), force=True)
+    assert [p.update for p in trace.points] == [0, 2, 4, 5]
+    other = Trace(every=2)
+    for update in range(5):
+        other.record(update, update * 10, [torch.ones(3)] if update >= 2 else weights, np.zeros(2))
+    parting = first_parting(trace.points, other.points)
+    assert parting is not None and parting.update == 2
+    assert first_parting(trace.points, list(trace.points)) is None
+
+
+def test_physics_digest_is_stable_and_checked(tmp_path: Path) -> None:
+    digest = rollout_digest("InvertedPendulum-v5", 200, seed=0)
+    assert digest == rollout_digest("InvertedPendulum-v5", 200, seed=0)
+    assert digest != rollout_digest("InvertedPendulum-v5", 200, seed=1)
+    refs = tmp_path / "physics.json"
+    refs.write_text(
+        json.dumps({"InvertedPendulum-v5": {"steps": 200, "seed": 0, "sha256": digest}})
+    )
+    assert physics_check("InvertedPendulum-v5", 200, 0, refs) == digest
+    refs.write_text(
+        json.dumps({"InvertedPendulum-v5": {"steps": 200, "seed": 0, "sha256": "0" * 64}})
+    )
+    with pytest.raises(ValueError, match="simulator parts from the reference"):
+        physics_check("InvertedPendulum-v5", 200, 0, refs)
+    with pytest.raises(ValueError, match="no physics digest for CartPole-v1"):
+        physics_check("CartPole-v1", 200, 0, refs)
+
+
+def test_committed_references_match_this_machine() -> None:
+    from tests.conftest import ROOT
+
+    refs = json.loads((ROOT / "references" / "physics.json").read_text())
+    for env_id, ref in refs.items():
+        assert rollout_digest(env_id, ref["steps"], ref["seed"]) == ref["sha256"], env_id
+
+
+def test_machine_facts_name_cpu_and_versions() -> None:
+    found = facts()
+    assert found["cpu_count"] >= 1 and found["packages"]["torch"].startswith("2.13.0")
+    assert found["machine"] and isinstance(found["cpu_flags"], list)

@@ -109,6 +109,8 @@ def test_train_rejects_bad_params_and_keeps_outputs(
             str(model),
             "--curve",
             str(curve),
+            "--trace",
+            str(tmp_path / "trace.csv"),
         ]
     )
     err = capsys.readouterr().err.strip()

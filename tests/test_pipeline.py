@@ -20,6 +20,7 @@ PROJECT_FILES = (
     ".gitignore",
     ".dvc/config",
     ".dvc/.gitignore",
+    "references/physics.json",
     "rlrepro",
     "stages",
 )

@@ -29,6 +29,8 @@ def _train(params_file: Path, out: Path, exp: str, seed: int) -> tuple[Path, Pat
             str(model),
             "--curve",
             str(curve),
+            "--trace",
+            str(out / f"{exp}-{seed}.trace.csv"),
         ]
     )
     assert code == 0
@@ -46,6 +48,10 @@ def test_env_check_writes_machine_free_report(params_file: Path, tmp_path: Path)
         str(out),
         "--requirements",
         str(ROOT / "requirements.txt"),
+        "--references",
+        str(ROOT / "references" / "physics.json"),
+        "--facts",
+        str(tmp_path / "machine" / "facts.json"),
     ]
     assert env_check.main(args) == 0
     report = json.loads(out.read_text())
@@ -75,6 +81,10 @@ def test_env_check_fails_on_version_mismatch_unless_allowed(
         str(out),
         "--requirements",
         str(lock),
+        "--references",
+        str(ROOT / "references" / "physics.json"),
+        "--facts",
+        str(tmp_path / "machine" / "facts.json"),
     ]
     assert env_check.main(args) == 2
     assert "numpy: locked ==0.0.1, installed" in capsys.readouterr().err
@@ -92,7 +102,8 @@ def test_train_twice_gives_identical_bytes(params_file: Path, tmp_path: Path, ex
     other_seed = _train(params_file, tmp_path / "c", exp, seed=1)
     assert first[0].read_bytes() == second[0].read_bytes()
     assert first[1].read_bytes() == second[1].read_bytes()
-    assert first[0].read_bytes() != other_seed[0].read_bytes()
+    weights = [checkpoint.read_entries(run[0])["policy.pth"] for run in (first, other_seed)]
+    assert weights[0] != weights[1]
     curve = pd.read_csv(first[1])
     assert tuple(curve.columns) == CURVE_HEADER
     assert curve["step"].is_monotonic_increasing and len(curve) > 0

@@ -1,0 +1,68 @@
+"""Training traces: short hashes of the policy's parameters and the latest observations.
+
+Recorded after every `every`-th update (and after the last), so that two runs of the same
+training can be compared and the first update at which they part can be named.
+"""
+
+import hashlib
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+TRACE_HEADER = ("update", "step", "params", "obs")
+
+
+class TracePoint(NamedTuple):
+    """The state after update `update`, at global env step `step`, as two short hashes."""
+
+    update: int
+    step: int
+    params: str
+    obs: str
+
+
+def short_hash(arrays: Iterable[np.ndarray]) -> str:
+    """The first 16 hex digits of the sha256 of the arrays' dtypes, shapes and bytes."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        contiguous = np.ascontiguousarray(array)
+        digest.update(f"{contiguous.dtype}{contiguous.shape}".encode())
+        digest.update(contiguous.tobytes())
+    return digest.hexdigest()[:16]
+
+
+class Trace:
+    """Collects `TracePoint`s every `every` updates.
+
+    :param every: record update 0, `every`, 2 * `every`, ... (and any `force`d one).
+    """
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self.points: list[TracePoint] = []
+
+    def record(
+        self,
+        update: int,
+        step: int,
+        params: Iterable[torch.Tensor],
+        obs: Any,
+        force: bool = False,
+    ) -> None:
+        """Hash `params` and `obs` (an array, or a dict of them) if `update` is due or `force`d."""
+        due = force or update % self.every == 0
+        if not due or (self.points and self.points[-1].update == update):
+            return
+        weights = short_hash(p.detach().numpy() for p in params)
+        arrays = [obs[k] for k in sorted(obs)] if isinstance(obs, dict) else [np.asarray(obs)]
+        self.points.append(TracePoint(update, step, weights, short_hash(arrays)))
+
+
+def first_parting(a: list[TracePoint], b: list[TracePoint]) -> TracePoint | None:
+    """The first point of `a` whose update differs from `b`'s (or is missing there), else None."""
+    for left, right in zip(a, b, strict=False):
+        if left != right:
+            return left
+    return a[len(b)] if len(a) > len(b) else (b[len(a)] if len(b) > len(a) else None)
