@@ -37,6 +37,12 @@ def _train(params_file: Path, out: Path, exp: str, seed: int) -> tuple[Path, Pat
     return model, curve
 
 
+def _evaluate(params_file: Path, model: Path, episodes: Path, metrics: Path) -> None:
+    args = ["--params", str(params_file), "--model", str(model)]
+    args += ["--episodes-out", str(episodes), "--metrics-out", str(metrics)]
+    assert evaluate.main(args) == 0
+
+
 def test_env_check_writes_machine_free_report(params_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "report.json"
     args = [
@@ -131,21 +137,7 @@ def test_evaluate_is_seeded_and_repeatable(params_file: Path, tmp_path: Path) ->
         outs = []
         for name in ("a", "b"):
             episodes, metrics = tmp_path / f"{exp}-{name}.csv", tmp_path / f"{exp}-{name}.json"
-            assert (
-                evaluate.main(
-                    [
-                        "--params",
-                        str(params_file),
-                        "--model",
-                        str(model),
-                        "--episodes-out",
-                        str(episodes),
-                        "--metrics-out",
-                        str(metrics),
-                    ]
-                )
-                == 0
-            )
+            _evaluate(params_file, model, episodes, metrics)
             outs.append((episodes.read_bytes(), metrics.read_bytes()))
         assert outs[0] == outs[1]
         summary = json.loads(outs[0][1])
@@ -162,21 +154,7 @@ def test_plot_aggregates_seeds(params_file: Path, tmp_path: Path) -> None:
     for exp in EXPERIMENTS:
         for seed in (0, 1):
             model, _ = _train(params_file, curves, exp, seed)
-            assert (
-                evaluate.main(
-                    [
-                        "--params",
-                        str(params_file),
-                        "--model",
-                        str(model),
-                        "--episodes-out",
-                        str(evals / f"{exp}-{seed}.csv"),
-                        "--metrics-out",
-                        str(evals / f"{exp}-{seed}.json"),
-                    ]
-                )
-                == 0
-            )
+            _evaluate(params_file, model, evals / f"{exp}-{seed}.csv", evals / f"{exp}-{seed}.json")
     args = [
         "--params",
         str(params_file),
