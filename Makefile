@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: put the venv first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test lint lock digests clean-venv
+.PHONY: repro test test-slow verify verify-stats lint lock digests clean-venv
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,18 @@ repro: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The slow tests (the pipeline under simulated machines): minutes, not seconds.
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m slow
+
+# Rerun the committed pipeline in a fresh clone; compare every output with dvc.lock.
+verify: $(STAMP)
+	$(BIN)/python -m rlrepro.verify
+
+# The same, for a machine whose bytes cannot match: compare evaluations statistically.
+verify-stats: $(STAMP)
+	$(BIN)/python -m rlrepro.verify --stats
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

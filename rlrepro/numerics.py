@@ -6,6 +6,7 @@ import); `configure_torch` and `seed_everything` run at the start of each stage.
 
 import contextlib
 import os
+import platform
 import random
 import sys
 
@@ -18,6 +19,10 @@ PINNED_ENV: dict[str, str] = {
     # MKL's conditional numerical reproducibility: the same results on every instruction set.
     "MKL_CBWR": "COMPATIBLE",
 }
+if platform.machine().lower() in ("x86_64", "amd64"):
+    # ATen's own kernels (sums, tanh, softplus, ...) at one SIMD width on every x86-64 CPU: its
+    # AVX-512 and AVX2 kernels sum in another order (measured: REINFORCE traces part at update 15).
+    PINNED_ENV["ATEN_CPU_CAPABILITY"] = "avx2"
 
 _NUMERIC_MODULES = ("numpy", "torch")
 

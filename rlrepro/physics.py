@@ -50,10 +50,19 @@ def _action(space: gym.Space[Any], rng: np.random.Generator) -> Any:
     raise ValueError(f"no fixed action sequence for {space}")
 
 
+class PhysicsMismatchError(ValueError):
+    """This machine's digest (`digest`) differs from the reference; the message says what to do."""
+
+    def __init__(self, message: str, digest: str) -> None:
+        super().__init__(message)
+        self.digest = digest
+
+
 def check(env_id: str, steps: int, seed: int, references: Path) -> str:
     """The digest of `env_id`'s fixed rollout, checked against the committed `references`.
 
-    :raises ValueError: one line saying what differs and what to do.
+    :raises PhysicsMismatchError: when the digest differs from the reference (one line: what to do).
+    :raises ValueError: when there is no reference for `env_id`, `steps` and `seed`.
     """
     digest = rollout_digest(env_id, steps, seed)
     known = json.loads(references.read_text()) if references.is_file() else {}
@@ -64,12 +73,13 @@ def check(env_id: str, steps: int, seed: int, references: Path) -> str:
             "run `make digests` to record this machine's as the reference, and commit it"
         )
     if expected["sha256"] != digest:
-        raise ValueError(
+        raise PhysicsMismatchError(
             f"{env_id}: this machine's simulator parts from the reference ({references}) "
             f"on a fixed {steps}-step rollout (sha256 {digest[:16]}, "
             f"expected {expected['sha256'][:16]}), so results cannot match byte for byte; "
-            "compare them statistically, or make this machine the reference deliberately "
-            "(`make digests`, then commit and rerun)"
+            "compare them statistically (`make verify-stats`), or make this machine the "
+            "reference deliberately (`make digests`, then commit and rerun)",
+            digest,
         )
     return digest
 

@@ -4,6 +4,7 @@ Recorded after every `every`-th update (and after the last), so that two runs of
 training can be compared and the first update at which they part can be named.
 """
 
+import csv
 import hashlib
 from collections.abc import Iterable
 from typing import Any, NamedTuple
@@ -58,6 +59,14 @@ class Trace:
         weights = short_hash(p.detach().numpy() for p in params)
         arrays = [obs[k] for k in sorted(obs)] if isinstance(obs, dict) else [np.asarray(obs)]
         self.points.append(TracePoint(update, step, weights, short_hash(arrays)))
+
+
+def parse(text: str) -> list[TracePoint]:
+    """The points of a trace CSV's text (header `TRACE_HEADER`), as training wrote them."""
+    rows = list(csv.reader(text.splitlines()))
+    if not rows or tuple(rows[0]) != TRACE_HEADER:
+        raise ValueError(f"not a training trace: expected the header {','.join(TRACE_HEADER)}")
+    return [TracePoint(int(u), int(s), p, o) for u, s, p, o in rows[1:]]
 
 
 def first_parting(a: list[TracePoint], b: list[TracePoint]) -> TracePoint | None:

@@ -152,13 +152,20 @@ def test_pins_override_the_shell_before_torch_loads() -> None:
 
     code = (
         "import rlrepro, os, torch; "
-        "print(torch.get_num_threads(), os.environ['MKL_CBWR'], os.environ['OMP_NUM_THREADS'])"
+        "print(torch.get_num_threads(), os.environ['MKL_CBWR'], os.environ['OMP_NUM_THREADS'], "
+        "torch.backends.cpu.get_cpu_capability())"
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "MKL_CBWR": "AUTO"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "2",
+        "MKL_NUM_THREADS": "2",
+        "MKL_CBWR": "AUTO",
+        "ATEN_CPU_CAPABILITY": "default",
+    }
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
     )
-    assert result.stdout.split() == ["1", "COMPATIBLE", "1"]
+    assert result.stdout.split() == ["1", "COMPATIBLE", "1", "AVX2"]
 
 
 def test_trace_records_due_updates_and_finds_first_parting() -> None:

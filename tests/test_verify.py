@@ -1,0 +1,151 @@
+"""`python -m rlrepro.verify` on a small committed pipeline: the same bytes under simulated
+machines (slow), and a changed hyperparameter reported where the training traces part."""
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rlrepro.trace import TRACE_HEADER
+from rlrepro.verify import compatible, episode_parting, lock_outs, trace_parting
+from tests.conftest import make_project, run, tiny_params, write_params
+
+
+def small_params() -> dict[str, Any]:
+    """Tiny params, but PPO as measured in the issue: CartPole, SB3's defaults, 4,096 steps."""
+    data = tiny_params()
+    data["seeds"] = [0]
+    data["experiments"]["cartpole-ppo"].update(
+        budget={"steps": 4096},
+        policy={"hidden": [64, 64], "activation": "tanh"},
+        hyperparams={"n_steps": 2048, "batch_size": 64, "n_epochs": 10},
+    )
+    data["experiments"]["pendulum-reinforce"]["budget"] = {"episodes": 20}
+    return data
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small project, run once by `dvc repro` here, with its results committed."""
+    repo = make_project(tmp_path_factory.mktemp("reference") / "rlrepro", small_params())
+    run(repo, "dvc", "repro")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "results")
+    return repo
+
+
+def _verify(
+    repo: Path,
+    workdir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    prefix: tuple[str, ...] = (),
+) -> tuple[int, str]:
+    """Run verify on `repo` (cloning into `workdir`), its command after `prefix`;
+    :return: the exit code and stdout (the tables; with stderr when it failed)."""
+    command = (*prefix, sys.executable, "-m", "rlrepro.verify", "--workdir", str(workdir), *args)
+    result = run(repo, *command, check=False, env=env)
+    return result.returncode, result.stdout + ("" if result.returncode < 2 else result.stderr)
+
+
+def test_changed_hyperparameter_is_found_where_it_parts(reference: Path, tmp_path: Path) -> None:
+    changed = tmp_path / "changed"
+    run(tmp_path, "git", "clone", "-q", str(reference), str(changed))
+    data = small_params()
+    data["experiments"]["cartpole-ppo"]["hyperparams"]["learning_rate"] = 1.0e-3
+    write_params(changed / "params.yaml", data)
+    run(changed, "git", "commit", "-qam", "a higher learning rate, results not rerun")
+
+    code, out = _verify(changed, tmp_path / "work")
+
+    assert code == 1, out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert "differs" in rows["train@cartpole-ppo-0"]
+    # Update 0 is the initial policy; the first gradient steps come after the first rollout.
+    assert "traces part at update 1 (step 2048): policy parameters" in rows["train@cartpole-ppo-0"]
+    for stage in (
+        "env_check@cartpole-ppo",
+        "train@pendulum-reinforce-0",
+        "env_check@pendulum-reinforce",
+    ):
+        assert "identical" in rows[stage], out
+    assert "1 identical" not in out and "of 7 identical" in out
+
+
+def test_identical_rerun_passes_with_stats(reference: Path, tmp_path: Path) -> None:
+    code, out = _verify(reference, tmp_path / "work", "--stats")
+    assert code == 0, out
+    assert "(7 of 7 identical)" in out
+    assert "cartpole-ppo" in out and "compatible" in out and "p=1" in out
+
+
+def test_trace_and_episode_parting(tmp_path: Path) -> None:
+    header = ",".join(TRACE_HEADER)
+    committed = f"{header}\n0,0,aa,bb\n1,128,cc,dd\n2,256,ee,ff\n"
+    rerun = tmp_path / "trace.csv"
+    rerun.write_text(f"{header}\n0,0,aa,bb\n1,128,cc,d0\n2,256,e0,f0\n")
+    assert trace_parting(committed, rerun) == "traces part at update 1 (step 128): observations"
+    rerun.write_text(committed)
+    assert trace_parting(committed, rerun) is None
+
+    episodes = tmp_path / "eval.csv"
+    episodes.write_text("episode,episode_return,episode_length\n0,9.0,9\n1,12.0,12\n")
+    was = "episode,episode_return,episode_length\n0,9.0,9\n1,10.0,10\n"
+    assert (
+        episode_parting(was, episodes) == "first differing episode 1: return 12.0, committed 10.0"
+    )
+    assert episode_parting(episodes.read_text(), episodes) is None
+
+
+def test_lock_outs_reads_each_stage_hashes() -> None:
+    text = (
+        "schema: '2.0'\nstages:\n  plot:\n    cmd: x\n    outs:\n"
+        "    - path: reports/curves\n      hash: md5\n      md5: abc.dir\n"
+    )
+    assert lock_outs(text) == {"plot": {"reports/curves": "abc.dir"}}
+
+
+def test_statistical_comparison_separates_shifted_returns() -> None:
+    same = [float(x) for x in range(50)]
+    assert compatible(same, list(same), 0.05).result == "compatible"
+    close = [x + 0.5 for x in same]  # nearly the same distribution: no evidence of a difference
+    assert compatible(same, close, 0.05).result == "compatible"
+    shifted = [x + 100 for x in same]  # no overlap at all: p is tiny
+    row = compatible(same, shifted, 0.05)
+    assert row.result == "differs" and "Mann-Whitney U" in row.detail
+
+
+# A simulated machine: the environment it sets, and a command prefix that limits it.
+MACHINES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
+    "mkl-avx2": ({"MKL_ENABLE_INSTRUCTIONS": "AVX2"}, ()),
+    "mkl-sse4_2": ({"MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}, ()),
+    "aten-avx2": ({"ATEN_CPU_CAPABILITY": "avx2"}, ()),
+    "numpy-no-avx512": ({"NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR"}, ()),
+    "one-cpu": ({}, ("taskset", "-c", "0")),
+    "user-threads-2": ({"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}, ()),
+    "other-path": ({}, ()),
+    "tz-locale": ({"TZ": "Pacific/Chatham", "LC_ALL": "POSIX", "LANG": "de_DE.UTF-8"}, ()),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("machine", sorted(MACHINES))
+def test_same_bytes_on_simulated_machine(reference: Path, tmp_path: Path, machine: str) -> None:
+    env, prefix = MACHINES[machine]
+    workdir = tmp_path / "an other place" / "clone path" if machine == "other-path" else tmp_path
+    code, out = _verify(reference, workdir, env=env, prefix=prefix)
+    assert code == 0, out
+    assert "(7 of 7 identical)" in out
+    # The simulated machine was really in force when the stages ran.
+    facts = json.loads((workdir / "rlrepro" / "reports/machine/facts.json").read_text())
+    if machine == "aten-avx2":
+        assert facts["torch_cpu_capability"] == "AVX2"
+    elif machine == "numpy-no-avx512":
+        assert "X86_V4" not in facts["numpy_simd_in_use"]
+    elif machine == "one-cpu":
+        assert facts["cpus_usable"] == 1
+    for key, value in env.items():
+        if key.startswith(("MKL_ENABLE", "NPY_", "ATEN_")):
+            assert facts["env"][key] == value
