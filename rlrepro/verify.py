@@ -152,10 +152,16 @@ def print_table(title: str, rows: list[Row]) -> None:
         print(f"  {row.name:<{width}}  {row.result:<10}  {row.detail}".rstrip())
 
 
+class VerifyError(RuntimeError):
+    """A step that could not run; its message is one line saying which and why."""
+
+
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
-    ).stdout
+    result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        why = (result.stderr.strip().splitlines() or ["failed"])[-1]
+        raise VerifyError(f"git {' '.join(args)} in {repo}: {why}")
+    return result.stdout
 
 
 def _show(repo: Path) -> Committed:
@@ -184,7 +190,9 @@ def _workdir(path: Path | None) -> Iterator[Path]:
 
 def rerun(repo: Path, rev: str, clone: Path, stats: bool) -> int:
     """Clone `repo` at `rev` into `clone`, run `dvc repro --force` there (its log on stderr)."""
-    subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(repo), str(clone)], check=True)
+    if clone.exists() and any(clone.iterdir()):
+        raise VerifyError(f"--workdir: {clone} is not empty; give a new or empty folder")
+    _git(repo, "clone", "--quiet", "--no-hardlinks", ".", str(clone.resolve()))
     _git(clone, "checkout", "--quiet", "--detach", rev)
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     if stats:
@@ -207,12 +215,27 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.alpha < 1:
         print(f"error: --alpha: expected a number in (0, 1), got {args.alpha}", file=sys.stderr)
         return 2
-    repo = Path(_git(args.repo, "rev-parse", "--show-toplevel").strip())
-    rev = _git(repo, "rev-parse", "--verify", f"{args.rev}^{{commit}}").strip()
-    if _git(repo, "status", "--porcelain", "--untracked-files=no"):
-        print(f"verify: uncommitted changes in {repo} are not verified", file=sys.stderr)
-    with _workdir(args.workdir) as clone:
-        if rerun(repo, rev, clone, args.stats) != 0:
+    try:
+        return verify(args.repo, args.rev, args.workdir, args.stats, args.alpha)
+    except VerifyError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def verify(repo: Path, rev: str, workdir: Path | None, stats: bool, alpha: float) -> int:
+    """Rerun `repo` at `rev` in a clone (in `workdir`, else a temporary folder) and print the
+    tables; :return: the exit code (0 identical or compatible, 1 not, 2 the rerun failed)."""
+    root = Path(_git(repo, "rev-parse", "--show-toplevel").strip())
+    try:
+        commit = _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").strip()
+    except VerifyError:
+        raise VerifyError(
+            f"--rev {rev}: not a commit in {root}; give a branch, tag or hash"
+        ) from None
+    if _git(root, "status", "--porcelain", "--untracked-files=no"):
+        print(f"verify: uncommitted changes in {root} are not verified", file=sys.stderr)
+    with _workdir(workdir) as clone:
+        if rerun(root, commit, clone, stats) != 0:
             print(
                 "error: dvc repro --force failed in the clone (its log is above)", file=sys.stderr
             )
@@ -223,21 +246,21 @@ def main(argv: list[str] | None = None) -> int:
         )
         same = sum(row.result == "identical" for row in rows)
         print_table(
-            f"Stages of {rev[:12]} rerun, byte for byte against dvc.lock "
+            f"Stages of {commit[:12]} rerun, byte for byte against dvc.lock "
             f"({same} of {len(rows)} identical):",
             rows,
         )
-        if not args.stats:
+        if not stats:
             return 0 if same == len(rows) else 1
         raw = params.read(clone / "params.yaml")
         tests = []
         for exp in params.section_names(raw, "experiments"):
             names = [f"{exp}-{seed}" for seed in params.seeds(raw)]
             row = compatible(
-                eval_returns(names, committed), eval_returns(names, _reader(clone)), args.alpha
+                eval_returns(names, committed), eval_returns(names, _reader(clone)), alpha
             )
             tests.append(row._replace(name=exp))
-        print_table(f"Evaluation returns, rerun against committed (alpha={args.alpha}):", tests)
+        print_table(f"Evaluation returns, rerun against committed (alpha={alpha}):", tests)
         return 0 if all(row.result == "compatible" for row in tests) else 1
 
 

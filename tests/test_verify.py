@@ -81,6 +81,19 @@ def test_identical_rerun_passes_with_stats(reference: Path, tmp_path: Path) -> N
     assert "cartpole-ppo" in out and "compatible" in out and "p=1" in out
 
 
+def test_bad_rev_and_workdir_are_one_line_errors(reference: Path, tmp_path: Path) -> None:
+    code, out = _verify(reference, tmp_path, "--rev", "no-such-branch")
+    assert code == 2
+    assert out.strip().splitlines()[-1] == (
+        f"error: --rev no-such-branch: not a commit in {reference}; give a branch, tag or hash"
+    )
+    (tmp_path / "rlrepro").mkdir()
+    (tmp_path / "rlrepro" / "keep.txt").write_text("mine")
+    code, out = _verify(reference, tmp_path)
+    assert code == 2 and "is not empty; give a new or empty folder" in out.splitlines()[-1]
+    assert (tmp_path / "rlrepro" / "keep.txt").read_text() == "mine"
+
+
 def test_trace_and_episode_parting(tmp_path: Path) -> None:
     header = ",".join(TRACE_HEADER)
     committed = f"{header}\n0,0,aa,bb\n1,128,cc,dd\n2,256,ee,ff\n"
