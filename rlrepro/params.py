@@ -5,15 +5,17 @@ key raises `ParamsError` with a one-line message that names the key and what is 
 """
 
 import dataclasses
+import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
-ALGORITHMS = ("ppo", "reinforce")
+SB3_ALGORITHMS = ("ppo", "a2c", "sac", "td3", "ddpg", "dqn")
+ALGORITHMS = ("reinforce", *SB3_ALGORITHMS)
 ACTIVATIONS = ("tanh", "relu", "elu", "leaky_relu", "sigmoid")
-BUDGET_UNITS = {"ppo": ("steps",), "reinforce": ("episodes", "steps")}
+BUDGET_UNITS = {"reinforce": ("episodes", "steps"), **{a: ("steps",) for a in SB3_ALGORITHMS}}
 
 T = TypeVar("T")
 
@@ -63,6 +65,33 @@ class Policy:
 
 
 @dataclasses.dataclass(frozen=True)
+class Normalize:
+    """SB3's `VecNormalize` around the training envs; its statistics go into the checkpoint.
+
+    :param obs: normalise observations (running mean and variance), also in evaluation.
+    :param reward: scale rewards by the running std of the discounted return (training only).
+    :param clip_obs: clip normalised observations to +-clip_obs.
+    """
+
+    obs: bool
+    reward: bool
+    clip_obs: float = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class PeriodicEval:
+    """The deterministic evaluation during training, recorded in the progress curve.
+
+    :param every: env steps between evaluations (also one at the start and one at the end).
+    :param episodes: episodes per evaluation; episode `i` starts from `reset(seed=seed + i)`.
+    """
+
+    every: int = dataclasses.field(metadata={"min": 1})
+    episodes: int = dataclasses.field(metadata={"min": 1})
+    seed: int = 2000
+
+
+@dataclasses.dataclass(frozen=True)
 class Experiment:
     """One named experiment: what to train, on what, for how long.
 
@@ -70,7 +99,11 @@ class Experiment:
     :param algo: one of `ALGORITHMS`.
     :param budget: one unit from `BUDGET_UNITS[algo]` and its amount, e.g. `{"steps": 10000}`.
     :param policy: the policy network.
-    :param hyperparams: keyword arguments of the algorithm, checked by the trainer.
+    :param hyperparams: keyword arguments of the algorithm, checked by the trainer; a learning
+        rate or clip range may be a schedule, `{schedule: linear, start: 3.0e-4, end: 0.0}`.
+    :param n_envs: SB3 algorithms: envs stepped side by side (seeds seed, seed + 1, ...).
+    :param normalize: SB3 algorithms: `VecNormalize` settings, or none.
+    :param periodic_eval: the evaluation during training, or none.
     """
 
     env: str
@@ -78,6 +111,9 @@ class Experiment:
     budget: dict[str, int]
     policy: Policy
     hyperparams: dict[str, Any]
+    n_envs: int = dataclasses.field(default=1, metadata={"min": 1})
+    normalize: Normalize | None = None
+    periodic_eval: PeriodicEval | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +175,8 @@ def experiment(raw: dict[str, Any], name: str) -> Experiment:
     _check_choice(exp.policy.activation, ACTIVATIONS, f"{where}.policy.activation", "activation")
     _check_env_id(exp.env, f"{where}.env")
     _check_budget(exp, where)
+    if exp.algo == "reinforce" and (exp.n_envs != 1 or exp.normalize is not None):
+        raise ParamsError(f"{where}: reinforce runs one env, unnormalised; drop n_envs, normalize")
     return exp
 
 
@@ -160,7 +198,8 @@ def _get(raw: dict[str, Any], key: str, where: str) -> Any:
 
 
 def build(cls: type[T], data: Any, where: str) -> T:
-    """Build the dataclass `cls` from mapping `data`; every field required, no extra keys."""
+    """Build the dataclass `cls` from mapping `data`; fields without a default are required,
+    extra keys are not allowed."""
     if not isinstance(data, dict):
         raise ParamsError(f"{where}: expected a mapping, got {data!r}")
     fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
@@ -173,6 +212,9 @@ def build(cls: type[T], data: Any, where: str) -> T:
     values = {}
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]
         key = f"{where}.{field.name}"
+        if field.name not in data and field.default is not dataclasses.MISSING:
+            values[field.name] = field.default
+            continue
         values[field.name] = _coerce(_get(data, field.name, key), hints[field.name], key)
         minimum = field.metadata.get("min")
         if minimum is not None and values[field.name] < minimum:
@@ -183,6 +225,9 @@ def build(cls: type[T], data: Any, where: str) -> T:
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     """Check `value` against type `hint`; ints are positive or zero, a float takes an int."""
     origin = typing.get_origin(hint)
+    if origin is types.UnionType:  # `X | None`: none, or an X
+        (inner,) = (arg for arg in typing.get_args(hint) if arg is not type(None))
+        return None if value is None else _coerce(value, inner, where)
     if dataclasses.is_dataclass(hint):
         return build(hint, value, where)  # type: ignore[arg-type]
     if hint is Any:
@@ -198,6 +243,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise ParamsError(f"{where}: expected a mapping, got {value!r}")
         value_hint = typing.get_args(hint)[1]
         return {k: _coerce(v, value_hint, f"{where}.{k}") for k, v in sorted(value.items())}
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ParamsError(f"{where}: expected true or false, got {value!r}")
+        return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ParamsError(f"{where}: expected an integer >= 0, got {value!r}")

@@ -81,28 +81,37 @@ def _spaces(env: gym.Env[np.ndarray, np.ndarray]) -> tuple[int, int, np.ndarray,
     )
 
 
-def train(
-    exp: Experiment,
-    config: ReinforceConfig,
-    seed: int,
-    env: gym.Env[np.ndarray, np.ndarray],
-    on_episode: Callable[[Episode, int], None],
-    trace: Trace,
+def setup(
+    exp: Experiment, config: ReinforceConfig, seed: int, env: gym.Env[np.ndarray, np.ndarray]
 ) -> tuple[GaussianPolicy, torch.optim.Optimizer, torch.Generator]:
-    """Train a `GaussianPolicy` on `env` until the budget in `exp.budget` is spent.
-
-    :param on_episode: called after each update with the finished episode and the episodes done.
-    :param trace: records the parameters and last observation after update 0 (none), 1, 2, ...
-    :return: the policy, its optimizer and the sampling generator, in their final state.
-    """
-    obs_dim, act_dim, low, high = _spaces(env)
+    """A fresh `GaussianPolicy` for `env`, its AdamW optimizer and a sampler seeded with `seed`."""
+    obs_dim, act_dim, _, _ = _spaces(env)
     policy = GaussianPolicy(
         obs_dim, act_dim, exp.policy.hidden, exp.policy.activation, config.std_eps
     )
     optimizer = torch.optim.AdamW(
         policy.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    generator = torch.Generator().manual_seed(seed)
+    return policy, optimizer, torch.Generator().manual_seed(seed)
+
+
+def train(
+    exp: Experiment,
+    config: ReinforceConfig,
+    seed: int,
+    env: gym.Env[np.ndarray, np.ndarray],
+    state: tuple[GaussianPolicy, torch.optim.Optimizer, torch.Generator],
+    on_episode: Callable[[Episode, int], None],
+    trace: Trace,
+) -> None:
+    """Train the policy in `state` (from `setup`) on `env` until the budget in `exp.budget` is
+    spent; the first episode starts from `env.reset(seed=seed)`.
+
+    :param on_episode: called after each update with the finished episode and the episodes done.
+    :param trace: records the parameters and last observation after update 0 (none), 1, 2, ...
+    """
+    policy, optimizer, generator = state
+    _, _, low, high = _spaces(env)
     ((unit, amount),) = exp.budget.items()
     steps = episodes = 0
     obs, _ = env.reset(seed=seed)
@@ -122,7 +131,6 @@ def train(
         trace.record(episodes, steps, policy.parameters(), observations[-1])
         obs, _ = env.reset()
     trace.record(episodes, steps, policy.parameters(), observations[-1], force=True)
-    return policy, optimizer, generator
 
 
 def _run_episode(

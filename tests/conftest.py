@@ -16,6 +16,7 @@ import rlrepro  # noqa: F401  (pins the numerical environment before numpy or to
 ROOT = Path(__file__).resolve().parents[1]
 
 TINY: dict[str, Any] = {
+    "root": ".",
     "numerics": {"torch_threads": 1},
     "env_check": {"digest_steps": 2000, "digest_seed": 0},
     "trace": {"every": 1},

@@ -41,5 +41,12 @@ def _closure(stage_file: str) -> set[str]:
 @pytest.mark.parametrize("stage", STAGES)
 def test_code_deps_match_imports(stage: str) -> None:
     spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]
-    declared = {d for d in spec["deps"] if d.endswith(".py")}
+    declared = {d.removeprefix("${root}/") for d in spec["deps"] if d.endswith(".py")}
     assert declared == _closure(f"stages/{stage}.py")
+
+
+def test_studies_run_the_same_pipeline() -> None:
+    studies = sorted(ROOT.glob("studies/*/dvc.yaml"))
+    for study in studies:
+        assert study.read_text() == (ROOT / "dvc.yaml").read_text(), study
+        assert yaml.safe_load((study.parent / "params.yaml").read_text())["root"] == "../.."

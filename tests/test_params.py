@@ -41,13 +41,21 @@ BAD_CASES = [
     (
         lambda d: _set(d, f"{PPO}.algo", "ppx"),
         "cartpole-ppo",
-        [f"{PPO}.algo", "unknown algorithm 'ppx'", "accepted: ppo, reinforce"],
+        [
+            f"{PPO}.algo",
+            "unknown algorithm 'ppx'",
+            "accepted: reinforce, ppo, a2c, sac, td3, ddpg, dqn",
+        ],
     ),
     (lambda d: _delete(d, f"{PPO}.budget"), "cartpole-ppo", [f"{PPO}.budget", "missing key"]),
     (
         lambda d: _set(d, f"{PPO}.polcy", {}),
         "cartpole-ppo",
-        [f"{PPO}.polcy", "unknown key", "accepted: algo, budget, env, hyperparams, policy"],
+        [
+            f"{PPO}.polcy",
+            "unknown key",
+            "accepted: algo, budget, env, hyperparams, n_envs, normalize, periodic_eval, policy",
+        ],
     ),
     (
         lambda d: _set(d, f"{PPO}.budget", {"steps": -5}),
@@ -63,6 +71,21 @@ BAD_CASES = [
         lambda d: _set(d, f"{RF}.budget", {"epochs": 3}),
         "pendulum-reinforce",
         [f"{RF}.budget", "exactly one of episodes, steps"],
+    ),
+    (
+        lambda d: _set(d, f"{PPO}.normalize", {"obs": "yes", "reward": False}),
+        "cartpole-ppo",
+        [f"{PPO}.normalize.obs", "expected true or false, got 'yes'"],
+    ),
+    (
+        lambda d: _set(d, f"{RF}.n_envs", 4),
+        "pendulum-reinforce",
+        [f"{RF}: reinforce runs one env, unnormalised"],
+    ),
+    (
+        lambda d: _set(d, f"{PPO}.periodic_eval", {"every": 0, "episodes": 5}),
+        "cartpole-ppo",
+        [f"{PPO}.periodic_eval.every", "expected an integer >= 1, got 0"],
     ),
     (
         lambda d: _set(d, f"{PPO}.policy.activation", "swish"),
@@ -111,6 +134,10 @@ def test_train_rejects_bad_params_and_keeps_outputs(
             str(curve),
             "--trace",
             str(tmp_path / "trace.csv"),
+            "--progress",
+            str(tmp_path / "progress.csv"),
+            "--timing",
+            str(tmp_path / "timing.json"),
         ]
     )
     err = capsys.readouterr().err.strip()

@@ -31,6 +31,10 @@ def _train(params_file: Path, out: Path, exp: str, seed: int) -> tuple[Path, Pat
             str(curve),
             "--trace",
             str(out / f"{exp}-{seed}.trace.csv"),
+            "--progress",
+            str(out / f"{exp}-{seed}.progress.csv"),
+            "--timing",
+            str(out / f"{exp}-{seed}.timing.json"),
         ]
     )
     assert code == 0
