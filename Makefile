@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: put the venv first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test test-slow verify verify-stats lint lock digests clean-venv
+.PHONY: repro test test-slow verify verify-stats bench lint lock digests clean-venv
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ verify: $(STAMP)
 verify-stats: $(STAMP)
 	$(BIN)/python -m rlrepro.verify --stats
 
+# Speed and sample efficiency of the last runs here: the main pipeline and every study.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.bench . $(wildcard studies/*)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -47,7 +51,8 @@ lock: $(STAMP)
 
 # Record this machine's physics digests as the references (deliberately; then commit them).
 digests: $(STAMP)
-	$(BIN)/python -m rlrepro.physics
+	for params in params.yaml $(wildcard studies/*/params.yaml); do \
+		$(BIN)/python -m rlrepro.physics --params $$params || exit 1; done
 
 clean-venv:
 	rm -rf $(VENV)
