@@ -26,12 +26,14 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
 
 # Rerun the committed pipeline in a fresh clone; compare every output with dvc.lock.
+# A study: make verify PIPELINE=studies/double-pendulum
+PIPELINE ?= .
 verify: $(STAMP)
-	$(BIN)/python -m rlrepro.verify
+	$(BIN)/python -m rlrepro.verify --pipeline $(PIPELINE)
 
 # The same, for a machine whose bytes cannot match: compare evaluations statistically.
 verify-stats: $(STAMP)
-	$(BIN)/python -m rlrepro.verify --stats
+	$(BIN)/python -m rlrepro.verify --stats --pipeline $(PIPELINE)
 
 # Speed and sample efficiency of the last runs here: the main pipeline and every study.
 bench: $(STAMP)

@@ -29,9 +29,18 @@ def small_params() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The small project, run once by `dvc repro` here, with its results committed."""
+    """The small project and a one-experiment study (studies/tiny), each run once by
+    `dvc repro` here, with their results committed."""
     repo = make_project(tmp_path_factory.mktemp("reference") / "rlrepro", small_params())
+    study = repo / "studies" / "tiny"
+    study.mkdir(parents=True)
+    (study / "dvc.yaml").write_text((repo / "dvc.yaml").read_text())
+    data = tiny_params()
+    data["root"], data["seeds"] = "../..", [3]
+    del data["experiments"]["cartpole-ppo"]
+    write_params(study / "params.yaml", data)
     run(repo, "dvc", "repro")
+    run(repo, "dvc", "repro", "studies/tiny/dvc.yaml")
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "results")
     return repo
@@ -91,11 +100,23 @@ def test_identical_rerun_passes_with_stats(reference: Path, tmp_path: Path) -> N
     assert "cartpole-ppo" in out and "compatible" in out and "p=1" in out
 
 
+def test_a_study_is_verified_in_its_folder(reference: Path, tmp_path: Path) -> None:
+    code, out = _verify(reference, tmp_path / "work", "--pipeline", "studies/tiny")
+    assert code == 0, out
+    assert "train@pendulum-reinforce-3" in out and "cartpole" not in out
+    same, total = _counts(out)
+    assert same == total > 0
+
+
 def test_bad_rev_and_workdir_are_one_line_errors(reference: Path, tmp_path: Path) -> None:
     code, out = _verify(reference, tmp_path, "--rev", "no-such-branch")
     assert code == 2
     assert out.strip().splitlines()[-1] == (
         f"error: --rev no-such-branch: not a commit in {reference}; give a branch, tag or hash"
+    )
+    code, out = _verify(reference, tmp_path, "--pipeline", "studies/nope")
+    assert code == 2 and out.strip().splitlines()[-1] == (
+        "error: --pipeline studies/nope: no dvc.yaml there; give . or studies/<name>"
     )
     (tmp_path / "rlrepro").mkdir()
     (tmp_path / "rlrepro" / "keep.txt").write_text("mine")
