@@ -99,9 +99,11 @@ def iqm_figure(metrics: dict[str, dict[str, Any]], confidence: float) -> bytes:
         ax.set_yticks(range(len(names)), [f"{n} ({metrics[n]['seeds']} seeds)" for n in names])
         ax.set(
             xlabel="evaluation return, interquartile mean over seeds x episodes",
-            title=f"Final performance: IQM with {confidence:.0%} bootstrap interval",
+            title=f"Final performance: IQM with {confidence:.0%} bootstrap interval "
+            f"({min(m['seeds'] for m in metrics.values())} seeds each)",
         )
         ax.grid(alpha=0.3, axis="x")
+        ax.legend(loc="best", fontsize="small", title="IQM and interval")
         return _png(fig)
 
 
