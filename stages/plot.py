@@ -83,7 +83,7 @@ def iqm_figure(metrics: dict[str, dict[str, Any]], confidence: float) -> bytes:
     names = sorted(metrics)
     key = f"ci{round(confidence * 100)}"
     with matplotlib.rc_context(matplotlib.rcParamsDefault):
-        fig = Figure(figsize=(7.0, 0.6 * len(names) + 1.6), dpi=100)
+        fig = Figure(figsize=(8.0, 0.6 * len(names) + 2.0), dpi=100)
         ax = fig.subplots()
         for row, name in enumerate(names):
             m = metrics[name]
@@ -99,8 +99,8 @@ def iqm_figure(metrics: dict[str, dict[str, Any]], confidence: float) -> bytes:
         ax.set_yticks(range(len(names)), [f"{n} ({metrics[n]['seeds']} seeds)" for n in names])
         ax.set(
             xlabel="evaluation return, interquartile mean over seeds x episodes",
-            title=f"Final performance: IQM with {confidence:.0%} bootstrap interval "
-            f"({min(m['seeds'] for m in metrics.values())} seeds each)",
+            title=f"Final performance ({min(m['seeds'] for m in metrics.values())} seeds each)\n"
+            f"IQM with {confidence:.0%} bootstrap interval",
         )
         ax.grid(alpha=0.3, axis="x")
         ax.legend(loc="best", fontsize="small", title="IQM and interval")
