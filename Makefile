@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: put the venv first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test test-slow verify verify-stats bench lint lock digests clean-venv
+.PHONY: repro test test-slow verify verify-stats bench videos play lint lock digests clean-venv
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,16 +26,26 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
 
 # Rerun the committed pipeline in a fresh clone; compare every output with dvc.lock.
+# A study: make verify PIPELINE=studies/double-pendulum
+PIPELINE ?= .
 verify: $(STAMP)
-	$(BIN)/python -m rlrepro.verify
+	$(BIN)/python -m rlrepro.verify --pipeline $(PIPELINE)
 
 # The same, for a machine whose bytes cannot match: compare evaluations statistically.
 verify-stats: $(STAMP)
-	$(BIN)/python -m rlrepro.verify --stats
+	$(BIN)/python -m rlrepro.verify --stats --pipeline $(PIPELINE)
 
 # Speed and sample efficiency of the last runs here: the main pipeline and every study.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench . $(wildcard studies/*)
+
+# GIFs of every trained agent's first evaluation episode, rendered offscreen (reports/videos/).
+videos: $(STAMP)
+	$(BIN)/python -m rlrepro.video
+
+# One agent live in a window, on a desktop: make play EXP=pendulum-ppo SEED=0
+play: $(STAMP)
+	$(BIN)/python -m rlrepro.video --live --exp $(EXP) --seed $(SEED)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rlrepro.stats import t_interval
+
 
 def read_curve(path: Path) -> pd.DataFrame:
     """A learning curve CSV (step, episode_return, episode_length); :raises ValueError: if empty."""
@@ -22,35 +24,41 @@ def smooth(returns: np.ndarray, window: int) -> np.ndarray:
     return (sums[ends] - sums[starts]) / (ends - starts)
 
 
-def mean_curve(curves: list[pd.DataFrame], points: int, window: int) -> pd.DataFrame:
-    """Seed curves, smoothed and held constant between episodes, on `points` shared steps.
+def mean_curve(
+    curves: list[pd.DataFrame], points: int, window: int, confidence: float, x: str = "step"
+) -> pd.DataFrame:
+    """Seed curves, smoothed and held constant between episodes, on `points` shared x values.
 
-    The grid runs from the first step at which every seed has finished an episode to the last
-    step that every seed reached. :return: step, mean, std, min and max over seeds, and n_seeds.
+    :param x: "step" (the env step at which each episode ended) or "episode" (its number, 1, 2,
+        ...). The grid runs from the first x at which every seed has finished an episode to the
+        last x that every seed reached.
+    :return: x, the mean, std, min and max over seeds, Student's t interval of the mean at
+        `confidence` (ci_low, ci_high), and n_seeds.
     """
-    start = max(int(c["step"].iloc[0]) for c in curves)
-    stop = min(int(c["step"].iloc[-1]) for c in curves)
+    xs = [c["step"].to_numpy() if x == "step" else np.arange(1, len(c) + 1) for c in curves]
+    start, stop = max(int(v[0]) for v in xs), min(int(v[-1]) for v in xs)
     if stop < start:
         raise ValueError(
-            f"seed curves do not overlap (one ends at step {stop} before another's first "
+            f"seed curves do not overlap (one ends at {x} {stop} before another's first "
             f"episode ends at {start}); raise the training budget"
         )
     grid = np.unique(np.linspace(start, stop, points).round().astype(np.int64))
     values = np.stack(
         [
-            smooth(c["episode_return"].to_numpy(), window)[
-                np.searchsorted(c["step"].to_numpy(), grid, side="right") - 1
-            ]
-            for c in curves
+            smooth(c["episode_return"].to_numpy(), window)[np.searchsorted(v, grid, "right") - 1]
+            for c, v in zip(curves, xs, strict=True)
         ]
     )
+    low, high = t_interval(values, confidence, axis=0)
     return pd.DataFrame(
         {
-            "step": grid,
+            x: grid,
             "return_mean": values.mean(axis=0),
             "return_std": values.std(axis=0),
             "return_min": values.min(axis=0),
             "return_max": values.max(axis=0),
+            "return_ci_low": low,
+            "return_ci_high": high,
             "n_seeds": len(curves),
         }
     )

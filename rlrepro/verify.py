@@ -164,10 +164,13 @@ def _git(repo: Path, *args: str) -> str:
     return result.stdout
 
 
-def _show(repo: Path) -> Committed:
+def _show(repo: Path, pipeline: str) -> Committed:
+    """The committed text of a path relative to the pipeline folder `pipeline`, if any."""
+
     def committed(path: str) -> str | None:
+        name = Path(pipeline, path).as_posix()
         result = subprocess.run(
-            ["git", "-C", str(repo), "show", f"HEAD:{path}"], capture_output=True, text=True
+            ["git", "-C", str(repo), "show", f"HEAD:{name}"], capture_output=True, text=True
         )
         return result.stdout if result.returncode == 0 else None
 
@@ -188,8 +191,9 @@ def _workdir(path: Path | None) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def rerun(repo: Path, rev: str, clone: Path, stats: bool) -> int:
-    """Clone `repo` at `rev` into `clone`, run `dvc repro --force` there (its log on stderr)."""
+def rerun(repo: Path, rev: str, clone: Path, pipeline: str, stats: bool) -> int:
+    """Clone `repo` at `rev` into `clone`, run `dvc repro --force` of the pipeline in folder
+    `pipeline` there (its log on stderr)."""
     if clone.exists() and any(clone.iterdir()):
         raise VerifyError(f"--workdir: {clone} is not empty; give a new or empty folder")
     _git(repo, "clone", "--quiet", "--no-hardlinks", ".", str(clone.resolve()))
@@ -197,9 +201,10 @@ def rerun(repo: Path, rev: str, clone: Path, stats: bool) -> int:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     if stats:
         env[ALLOW_PHYSICS_VAR] = "1"
-    print(f"verify: rerunning {rev} in {clone} (dvc repro --force)", file=sys.stderr, flush=True)
+    target = Path(pipeline, "dvc.yaml").as_posix()
+    print(f"verify: rerunning {target} of {rev} in {clone}", file=sys.stderr, flush=True)
     return subprocess.run(
-        ["dvc", "repro", "--force"], cwd=clone, env=env, stdout=sys.stderr.fileno()
+        ["dvc", "repro", "--force", target], cwd=clone, env=env, stdout=sys.stderr.fileno()
     ).returncode
 
 
@@ -209,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", type=Path, default=Path(), help="the git repository")
     parser.add_argument("--rev", default="HEAD", help="the commit to verify (default: HEAD)")
     parser.add_argument("--workdir", type=Path, help="clone into this folder and keep it")
+    parser.add_argument(
+        "--pipeline", default=".", help="the pipeline's folder: . (default) or studies/<name>"
+    )
     parser.add_argument("--stats", action="store_true", help="compare evaluations statistically")
     parser.add_argument("--alpha", type=float, default=0.05, help="--stats significance level")
     args = parser.parse_args(argv)
@@ -216,15 +224,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --alpha: expected a number in (0, 1), got {args.alpha}", file=sys.stderr)
         return 2
     try:
-        return verify(args.repo, args.rev, args.workdir, args.stats, args.alpha)
+        return verify(args.repo, args.rev, args.workdir, args.pipeline, args.stats, args.alpha)
     except VerifyError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
 
-def verify(repo: Path, rev: str, workdir: Path | None, stats: bool, alpha: float) -> int:
-    """Rerun `repo` at `rev` in a clone (in `workdir`, else a temporary folder) and print the
-    tables; :return: the exit code (0 identical or compatible, 1 not, 2 the rerun failed)."""
+def verify(
+    repo: Path, rev: str, workdir: Path | None, pipeline: str, stats: bool, alpha: float
+) -> int:
+    """Rerun the pipeline in folder `pipeline` of `repo` at `rev` in a clone (in `workdir`, else
+    a temporary folder) and print the tables; :return: the exit code (0 identical or
+    compatible, 1 not, 2 the rerun failed)."""
     root = Path(_git(repo, "rev-parse", "--show-toplevel").strip())
     try:
         commit = _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").strip()
@@ -232,17 +243,19 @@ def verify(repo: Path, rev: str, workdir: Path | None, stats: bool, alpha: float
         raise VerifyError(
             f"--rev {rev}: not a commit in {root}; give a branch, tag or hash"
         ) from None
+    if not (root / pipeline / "dvc.yaml").is_file():
+        raise VerifyError(f"--pipeline {pipeline}: no dvc.yaml there; give . or studies/<name>")
     if _git(root, "status", "--porcelain", "--untracked-files=no"):
         print(f"verify: uncommitted changes in {root} are not verified", file=sys.stderr)
     with _workdir(workdir) as clone:
-        if rerun(root, commit, clone, stats) != 0:
+        if rerun(root, commit, clone, pipeline, stats) != 0:
             print(
                 "error: dvc repro --force failed in the clone (its log is above)", file=sys.stderr
             )
             return 2
-        committed = _show(clone)
+        here, committed = clone / pipeline, _show(clone, pipeline)
         rows = compare(
-            committed("dvc.lock") or "", (clone / "dvc.lock").read_text(), clone, committed
+            committed("dvc.lock") or "", (here / "dvc.lock").read_text(), here, committed
         )
         same = sum(row.result == "identical" for row in rows)
         print_table(
@@ -252,12 +265,12 @@ def verify(repo: Path, rev: str, workdir: Path | None, stats: bool, alpha: float
         )
         if not stats:
             return 0 if same == len(rows) else 1
-        raw = params.read(clone / "params.yaml")
+        raw = params.read(here / "params.yaml")
         tests = []
         for exp in params.section_names(raw, "experiments"):
             names = [f"{exp}-{seed}" for seed in params.seeds(raw)]
             row = compatible(
-                eval_returns(names, committed), eval_returns(names, _reader(clone)), alpha
+                eval_returns(names, committed), eval_returns(names, _reader(here)), alpha
             )
             tests.append(row._replace(name=exp))
         print_table(f"Evaluation returns, rerun against committed (alpha={alpha}):", tests)

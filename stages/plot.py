@@ -1,64 +1,110 @@
-"""Stage `plot`: reward curves and aggregated metrics over seeds, per experiment.
+"""Stage `plot`: reward curves over seeds, per experiment and side by side, and the final IQMs.
 
-Reads `experiments`, `seeds` and `plot` from params, the learning curves (`--curves`, a folder of
-`<exp>-<seed>.csv`) and the evaluation summaries (`--evals`, `<exp>-<seed>.json`). Writes, per
-experiment, the mean curve over seeds (`--out-curves/<exp>.csv`, for `dvc plots`) and a PNG with
-a band (`--figures/<exp>.png`), and `--metrics` (JSON, for `dvc metrics`): each experiment's
-evaluation return over its seeds.
+Reads `experiments`, `seeds`, `plot` and `stats.confidence` from params, the learning curves
+(`--curves`, a folder of `<exp>-<seed>.csv`) and the metrics (`--metrics`, from stage `metrics`).
+Writes, per experiment, the mean curve over seeds against env steps (`--out-curves/<exp>.csv`,
+for `dvc plots`) and against episodes (`--out-episode-curves/<exp>.csv`), and a figure of both
+(`--figures/<exp>.png`); and for all experiments together, their curves (`all-curves.png`) and
+a point plot of their final IQM with its bootstrap interval (`all-final-iqm.png`). Bands are
+Student's t intervals of the mean over seeds. PNGs carry no date or version stamp.
 """
 
 import io
 import json
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import matplotlib
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from rlrepro import cli, params
+from rlrepro import cli, params, stats
 from rlrepro.curves import mean_curve, read_curve
-from rlrepro.files import write_bytes, write_json
+from rlrepro.files import write_bytes
 
 # PNG metadata matplotlib would stamp with its version: left out, so bytes depend on data only.
 _PNG_METADATA: dict[str, str | None] = {"Software": None}
+COMBINED = ("all-curves", "all-final-iqm")
 
 
-def aggregate(summaries: list[dict[str, Any]]) -> dict[str, Any]:
-    """An experiment's metrics from its seeds' evaluation summaries (mean and std over seeds)."""
-    means = [s["return_mean"] for s in summaries]
-    return {
-        "eval_return_mean": round(statistics.fmean(means), 4),
-        "eval_return_std": round(statistics.pstdev(means), 4),
-        "eval_return_min_seed": round(min(means), 4),
-        "eval_return_max_seed": round(max(means), 4),
-        "seeds": len(summaries),
-        "episodes_per_seed": summaries[0]["episodes"],
-    }
+def _png(fig: Figure) -> bytes:
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata=_PNG_METADATA)
+    return buffer.getvalue()
 
 
-def figure(name: str, exp: params.Experiment, curve: pd.DataFrame) -> bytes:
-    """A PNG of the mean curve with a mean +/- std band; fixed size, dpi and metadata."""
+def _band(ax: Axes, curve: pd.DataFrame, x: str, label: str) -> None:
+    line = ax.plot(curve[x], curve["return_mean"], label=label)[0]
+    ax.fill_between(
+        curve[x], curve["return_ci_low"], curve["return_ci_high"], alpha=0.2, color=line.get_color()
+    )
+
+
+def _axes(fig: Figure, smoothing: int, confidence: float) -> tuple[Axes, Axes]:
+    by_step, by_episode = fig.subplots(1, 2, sharey=True)
+    ylabel = f"episode return (mean of last {smoothing} episodes)"
+    by_step.set(xlabel="env steps", ylabel=ylabel)
+    by_episode.set(xlabel="training episodes")
+    for ax in (by_step, by_episode):
+        ax.grid(alpha=0.3)
+    return by_step, by_episode
+
+
+def figure(
+    title: str,
+    curves: dict[str, tuple[pd.DataFrame, pd.DataFrame]],
+    plot: params.Plot,
+    confidence: float,
+    threshold: float | None = None,
+) -> bytes:
+    """A PNG of one or more experiments' mean curves with bands, by env step and by episode,
+    and the env's reward threshold when one is given."""
     # matplotlib's defaults, not the user's matplotlibrc: the bytes depend on the data only
     with matplotlib.rc_context(matplotlib.rcParamsDefault):
-        fig = Figure(figsize=(6.4, 4.0), dpi=100)
+        fig = Figure(figsize=(11.0, 4.2), dpi=100)
+        by_step, by_episode = _axes(fig, plot.window, confidence)
+        for label, (steps, episodes) in curves.items():
+            _band(by_step, steps, "step", label)
+            _band(by_episode, episodes, "episode", label)
+        if threshold is not None:
+            for ax in (by_step, by_episode):
+                ax.axhline(threshold, color="gray", linestyle="--", label="reward threshold")
+        by_step.legend(loc="lower right", fontsize="small")
+        fig.suptitle(f"{title}\nline: mean over seeds; band: {confidence:.0%} t interval")
+        return _png(fig)
+
+
+def iqm_figure(metrics: dict[str, dict[str, Any]], confidence: float) -> bytes:
+    """A point plot of each experiment's final IQM with its bootstrap interval."""
+    names = sorted(metrics)
+    key = f"ci{round(confidence * 100)}"
+    with matplotlib.rc_context(matplotlib.rcParamsDefault):
+        fig = Figure(figsize=(8.0, 0.6 * len(names) + 2.0), dpi=100)
         ax = fig.subplots()
-        mean, std = curve["return_mean"], curve["return_std"]
-        ax.plot(curve["step"], mean, label="mean over seeds")
-        ax.fill_between(curve["step"], mean - std, mean + std, alpha=0.25, label="mean \u00b1 std")
+        for row, name in enumerate(names):
+            m = metrics[name]
+            low, high = m[f"return_iqm_{key}_low"], m[f"return_iqm_{key}_high"]
+            ax.errorbar(
+                m["return_iqm"],
+                row,
+                xerr=[[m["return_iqm"] - low], [high - m["return_iqm"]]],
+                fmt="o",
+                capsize=4,
+                label=f"{name} ({m['seeds']} seeds)",
+            )
+        ax.set_yticks(range(len(names)), [f"{n} ({metrics[n]['seeds']} seeds)" for n in names])
         ax.set(
-            title=f"{name}: {exp.algo} on {exp.env} ({int(curve['n_seeds'].iloc[0])} seeds)",
-            xlabel="env steps",
-            ylabel="episode return (moving average)",
+            xlabel="evaluation return, interquartile mean over seeds x episodes",
+            title=f"Final performance ({min(m['seeds'] for m in metrics.values())} seeds each)\n"
+            f"IQM with {confidence:.0%} bootstrap interval",
         )
-        ax.grid(alpha=0.3)
-        ax.legend(loc="lower right")
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", metadata=_PNG_METADATA)
-    return buffer.getvalue()
+        ax.grid(alpha=0.3, axis="x")
+        ax.legend(loc="best", fontsize="small", title="IQM and interval")
+        return _png(fig)
 
 
 def remove_stale(folder: Path, keep: set[str]) -> None:
@@ -68,24 +114,34 @@ def remove_stale(folder: Path, keep: set[str]) -> None:
             path.unlink()
 
 
+def _write_csv(path: Path, frame: pd.DataFrame) -> None:
+    write_bytes(path, frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Write the mean curves, figures and metrics of every experiment in params."""
+    """Write the mean curves and figures of every experiment in params."""
     parser = cli.parser(__doc__.splitlines()[0])
     parser.add_argument("--curves", type=Path, required=True, help="folder of training curves")
-    parser.add_argument("--evals", type=Path, required=True, help="folder of evaluation JSONs")
-    parser.add_argument("--out-curves", type=Path, required=True, help="folder for mean curves")
+    parser.add_argument("--metrics", type=Path, required=True, help="metrics JSON (stage metrics)")
+    parser.add_argument("--out-curves", type=Path, required=True, help="folder: curves by step")
+    parser.add_argument(
+        "--out-episode-curves", type=Path, required=True, help="folder: curves by episode"
+    )
     parser.add_argument("--figures", type=Path, required=True, help="folder for PNG figures")
-    parser.add_argument("--metrics", type=Path, required=True, help="metrics JSON to write")
     args = parser.parse_args(argv)
 
     def work() -> None:
         raw = params.read(args.params)
         seeds = params.seeds(raw)
-        settings = params.section(raw, params.Plot, "plot")
+        plot = params.section(raw, params.Plot, "plot")
+        confidence = params.section(raw, stats.Settings, "stats").confidence
         names = sorted(params.section_names(raw, "experiments"))
-        experiments = {name: params.experiment(raw, name) for name in names}
-        metrics = {}
-        for name, exp in experiments.items():
+        if not args.metrics.is_file():
+            raise cli.StageError(f"{args.metrics}: no such file; run `dvc repro` (stage metrics)")
+        metrics = json.loads(args.metrics.read_text())
+        every: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
+        for name in names:
+            exp = params.experiment(raw, name)
             runs = [f"{name}-{seed}" for seed in seeds]
             missing = [run for run in runs if not (args.curves / f"{run}.csv").is_file()]
             if missing:
@@ -93,26 +149,26 @@ def main(argv: list[str] | None = None) -> int:
                     f"{args.curves}: no curve for {', '.join(missing)}; "
                     "run `dvc repro` to train them"
                 )
-            curve = mean_curve(
-                [read_curve(args.curves / f"{run}.csv") for run in runs],
-                settings.points,
-                settings.window,
+            seed_curves = [read_curve(args.curves / f"{run}.csv") for run in runs]
+            curves = (
+                mean_curve(seed_curves, plot.points, plot.window, confidence, x="step"),
+                mean_curve(seed_curves, plot.points, plot.window, confidence, x="episode"),
             )
+            _write_csv(args.out_curves / f"{name}.csv", curves[0])
+            _write_csv(args.out_episode_curves / f"{name}.csv", curves[1])
+            title = f"{name}: {exp.algo} on {exp.env} ({len(runs)} seeds)"
+            threshold = gym.spec(exp.env).reward_threshold
             write_bytes(
-                args.out_curves / f"{name}.csv",
-                curve.to_csv(index=False, lineterminator="\n").encode("utf-8"),
+                args.figures / f"{name}.png",
+                figure(title, {name: curves}, plot, confidence, threshold),
             )
-            write_bytes(args.figures / f"{name}.png", figure(name, exp, curve))
-            missing = [run for run in runs if not (args.evals / f"{run}.json").is_file()]
-            if missing:
-                raise cli.StageError(
-                    f"{args.evals}: no evaluation for {', '.join(missing)}; run `dvc repro`"
-                )
-            summaries = [json.loads((args.evals / f"{run}.json").read_text()) for run in runs]
-            metrics[name] = aggregate(summaries)
-        write_json(args.metrics, metrics)
-        remove_stale(args.out_curves, set(experiments))
-        remove_stale(args.figures, set(experiments))
+            every[f"{name} ({exp.env})"] = curves
+        title = f"All experiments ({len(seeds)} seeds each)"
+        write_bytes(args.figures / "all-curves.png", figure(title, every, plot, confidence))
+        write_bytes(args.figures / "all-final-iqm.png", iqm_figure(metrics, confidence))
+        remove_stale(args.out_curves, set(names))
+        remove_stale(args.out_episode_curves, set(names))
+        remove_stale(args.figures, set(names) | set(COMBINED))
 
     return cli.run(work)
 

@@ -23,6 +23,7 @@ TINY: dict[str, Any] = {
     "seeds": [0, 1],
     "evaluate": {"episodes": 2, "seed": 1000},
     "plot": {"points": 10, "window": 2},
+    "stats": {"bootstrap_samples": 200, "confidence": 0.95, "seed": 0},
     "experiments": {
         "cartpole-ppo": {
             "env": "CartPole-v1",

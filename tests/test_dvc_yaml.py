@@ -8,7 +8,7 @@ import yaml
 
 from tests.conftest import ROOT
 
-STAGES = ("env_check", "train", "evaluate", "plot")
+STAGES = ("env_check", "train", "evaluate", "metrics", "plot", "report")
 
 
 def _imports(path: Path) -> set[str]:

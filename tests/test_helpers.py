@@ -101,11 +101,18 @@ def test_smooth_is_trailing_mean() -> None:
 def test_mean_curve_on_shared_grid() -> None:
     a = pd.DataFrame({"step": [10, 20, 30], "episode_return": [0.0, 10.0, 20.0]})
     b = pd.DataFrame({"step": [10, 25, 40], "episode_return": [10.0, 10.0, 10.0]})
-    curve = mean_curve([a, b], points=3, window=1)
+    curve = mean_curve([a, b], points=3, window=1, confidence=0.95)
     assert curve["step"].tolist() == [10, 20, 30]
     assert curve["return_mean"].tolist() == [5.0, 10.0, 15.0]
     assert curve["return_std"].tolist() == [5.0, 0.0, 5.0]
     assert set(curve["n_seeds"]) == {2}
+    # two seeds: the t interval is mean +- t(0.975, 1) * sample std / sqrt(2) = +- 12.706 * 5
+    np.testing.assert_allclose(
+        curve["return_ci_high"] - curve["return_mean"], [63.53, 0, 63.53], atol=0.01
+    )
+    by_episode = mean_curve([a, b], points=3, window=1, confidence=0.95, x="episode")
+    assert by_episode["episode"].tolist() == [1, 2, 3]
+    assert by_episode["return_mean"].tolist() == [5.0, 10.0, 15.0]
 
 
 def test_mlp_maps_sizes_and_activation() -> None:

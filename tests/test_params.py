@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from rlrepro import params
-from stages import env_check, evaluate, plot, train
+from stages import env_check, evaluate, metrics, train
 from tests.conftest import tiny_params, write_params
 
 
@@ -177,26 +177,22 @@ def test_evaluate_rejects_zero_episodes(tmp_path: Path, capsys: pytest.CaptureFi
     assert "evaluate.episodes: expected an integer >= 1, got 0" in capsys.readouterr().err
 
 
-def test_plot_rejects_duplicate_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_metrics_rejects_duplicate_seeds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write_params(tmp_path / "params.yaml", _set(tiny_params(), "seeds", [0, 0]))
-    code = plot.main(
-        [
-            "--params",
-            str(path),
-            "--curves",
-            str(tmp_path),
-            "--evals",
-            str(tmp_path),
-            "--out-curves",
-            str(tmp_path / "c"),
-            "--figures",
-            str(tmp_path / "f"),
-            "--metrics",
-            str(tmp_path / "m.json"),
-        ]
-    )
-    assert code == 2
+    args = ["--params", str(path), "--evals", str(tmp_path), "--progress", str(tmp_path)]
+    assert metrics.main([*args, "--metrics", str(tmp_path / "m.json")]) == 2
     assert "seeds: expected a non-empty list of distinct integers" in capsys.readouterr().err
+
+
+def test_stats_confidence_outside_zero_one_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_params(tmp_path / "params.yaml", _set(tiny_params(), "stats.confidence", 95))
+    args = ["--params", str(path), "--evals", str(tmp_path), "--progress", str(tmp_path)]
+    assert metrics.main([*args, "--metrics", str(tmp_path / "m.json")]) == 2
+    assert "stats.confidence: expected a number in (0, 1), got 95.0" in capsys.readouterr().err
 
 
 def test_missing_params_file_is_named(tmp_path: Path) -> None:

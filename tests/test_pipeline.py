@@ -42,7 +42,8 @@ def test_metrics_and_plots_show(repo: Path) -> None:
     shown = json.loads(run(repo, "dvc", "metrics", "show", "--json").stdout)
     metrics = shown[""]["data"]["reports/metrics.json"]["data"]
     assert set(metrics) == {"cartpole-ppo", "pendulum-reinforce"}
-    assert all("eval_return_mean" in m for m in metrics.values())
+    assert all("return_iqm" in m and "return_iqm_ci95_low" in m for m in metrics.values())
+    assert (repo / "reports" / "README.md").read_text().startswith("# Results")
     run(repo, "dvc", "plots", "show", "-o", "plots_out")
     html = (repo / "plots_out" / "index.html").read_text()
     assert "return_mean" in html and "cartpole-ppo" in html
@@ -66,7 +67,7 @@ def test_exp_run_with_set_param_shows_in_metrics_diff(repo: Path) -> None:
     run(repo, "dvc", "exp", "run", "-S", "experiments.cartpole-ppo.budget.steps=512")
     diff = json.loads(run(repo, "dvc", "metrics", "diff", "--json").stdout)
     changed = diff["reports/metrics.json"]
-    assert "cartpole-ppo.eval_return_mean" in changed or any(
+    assert "cartpole-ppo.return_mean" in changed or any(
         key.startswith("cartpole-ppo.") for key in changed
     )
     assert not any(key.startswith("pendulum-reinforce.") for key in changed)

@@ -9,7 +9,7 @@ from stable_baselines3 import PPO
 
 from rlrepro import checkpoint
 from rlrepro.episodes import CURVE_HEADER
-from stages import env_check, evaluate, plot, train
+from stages import env_check, evaluate, metrics, plot, report, train
 from tests.conftest import ROOT, tiny_params, write_params
 
 EXPERIMENTS = ("cartpole-ppo", "pendulum-reinforce")
@@ -150,42 +150,77 @@ def test_evaluate_is_seeded_and_repeatable(params_file: Path, tmp_path: Path) ->
         assert summary["return_mean"] == pytest.approx(frame["episode_return"].mean())
 
 
-def test_plot_aggregates_seeds(params_file: Path, tmp_path: Path) -> None:
-    curves, evals = tmp_path / "curves", tmp_path / "eval"
+def test_metrics_plot_and_report(params_file: Path, tmp_path: Path) -> None:
+    curves, evals, progress = tmp_path / "curves", tmp_path / "eval", tmp_path / "progress"
     stale = tmp_path / "figures" / "removed-experiment.png"
     stale.parent.mkdir()
     stale.write_bytes(b"old")
     for exp in EXPERIMENTS:
         for seed in (0, 1):
             model, _ = _train(params_file, curves, exp, seed)
+            progress.mkdir(exist_ok=True)
+            (curves / f"{exp}-{seed}.progress.csv").rename(progress / f"{exp}-{seed}.csv")
             _evaluate(params_file, model, evals / f"{exp}-{seed}.csv", evals / f"{exp}-{seed}.json")
-    args = [
-        "--params",
-        str(params_file),
+    out = tmp_path / "metrics.json"
+    base = ["--params", str(params_file)]
+    assert (
+        metrics.main(
+            [*base, "--evals", str(evals), "--progress", str(progress), "--metrics", str(out)]
+        )
+        == 0
+    )
+    result = json.loads(out.read_text())
+    assert sorted(result) == sorted(EXPERIMENTS)
+    returns = [pd.read_csv(evals / f"cartpole-ppo-{s}.csv")["episode_return"] for s in (0, 1)]
+    pooled = pd.concat(returns)
+    m = result["cartpole-ppo"]
+    assert m["return_mean"] == pytest.approx(pooled.mean(), abs=1e-4)
+    assert m["seeds"] == 2 and m["episodes"] == 4
+    assert m["return_iqm_ci95_low"] <= m["return_iqm"] <= m["return_iqm_ci95_high"]
+    assert m["threshold"] == 475.0 and m["success_rate"] == pytest.approx((pooled >= 475).mean())
+    first = out.read_bytes()
+    assert (
+        metrics.main(
+            [*base, "--evals", str(evals), "--progress", str(progress), "--metrics", str(out)]
+        )
+        == 0
+    )
+    assert out.read_bytes() == first  # the bootstrap is seeded from params
+
+    plot_args = [
+        *base,
         "--curves",
         str(curves),
-        "--evals",
-        str(evals),
+        "--metrics",
+        str(out),
         "--out-curves",
         str(tmp_path / "mean"),
+        "--out-episode-curves",
+        str(tmp_path / "mean_episodes"),
         "--figures",
         str(tmp_path / "figures"),
-        "--metrics",
-        str(tmp_path / "metrics.json"),
     ]
-    assert plot.main(args) == 0
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert sorted(metrics) == sorted(EXPERIMENTS)
-    seed_means = [
-        json.loads((evals / f"cartpole-ppo-{s}.json").read_text())["return_mean"] for s in (0, 1)
+    assert plot.main(plot_args) == 0
+    names = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
+    assert names == [
+        "all-curves.png",
+        "all-final-iqm.png",
+        "cartpole-ppo.png",
+        "pendulum-reinforce.png",
     ]
-    assert metrics["cartpole-ppo"]["eval_return_mean"] == pytest.approx(
-        sum(seed_means) / 2, abs=1e-4
-    )
-    assert metrics["cartpole-ppo"]["seeds"] == 2
     png = (tmp_path / "figures" / "cartpole-ppo.png").read_bytes()
     assert png.startswith(b"\x89PNG") and b"Software" not in png and b"matplotlib" not in png
     assert not stale.exists()
-    first = {p.name: p.read_bytes() for p in sorted(tmp_path.glob("figures/*"))}
-    assert plot.main(args) == 0
-    assert first == {p.name: p.read_bytes() for p in sorted(tmp_path.glob("figures/*"))}
+    figures = {p.name: p.read_bytes() for p in sorted(tmp_path.glob("figures/*"))}
+    assert plot.main(plot_args) == 0
+    assert figures == {p.name: p.read_bytes() for p in sorted(tmp_path.glob("figures/*"))}
+    by_episode = pd.read_csv(tmp_path / "mean_episodes" / "pendulum-reinforce.csv")
+    assert by_episode["episode"].iloc[0] == 1 and set(by_episode["n_seeds"]) == {2}
+
+    page = tmp_path / "README.md"
+    report_args = [*base, "--metrics", str(out), "--requirements", str(ROOT / "requirements.txt")]
+    assert report.main([*report_args, "--out", str(page)]) == 0
+    text = page.read_text()
+    assert "| `cartpole-ppo` | CartPole-v1 | ppo | 8-8 tanh | 256 steps | 2 |" in text
+    assert "![All experiments' learning curves](figures/all-curves.png)" in text
+    assert "| torch | 2.13.0 |" in text
