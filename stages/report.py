@@ -36,7 +36,7 @@ def _row(name: str, exp: params.Experiment, m: dict[str, Any], key: str) -> str:
     low, high = m[f"return_iqm_{key}_low"], m[f"return_iqm_{key}_high"]
     iqm = f"{m['return_iqm']:.1f} [{low:.1f}, {high:.1f}]"
     mean = f"{m['return_mean']:.1f} ± {m['return_std']:.1f}"
-    success = f"{m['success_rate']:.0%}" if "success_rate" in m else "-"
+    success = f"{m['success_rate']:.1%}" if "success_rate" in m else "-"
     if "seeds_reaching_threshold" in m:
         reached = f"{m['seeds_reaching_threshold']} of {m['seeds']}"
         if "steps_to_threshold_mean" in m:
