@@ -73,7 +73,7 @@ def figure(
         if threshold is not None:
             for ax in (by_step, by_episode):
                 ax.axhline(threshold, color="gray", linestyle="--", label="reward threshold")
-        by_step.legend(loc="lower right", fontsize="small")
+        by_step.legend(loc="upper left", fontsize="small")
         fig.suptitle(f"{title}\nline: mean over seeds; band: {confidence:.0%} t interval")
         return _png(fig)
 
