@@ -71,3 +71,8 @@ def test_exp_run_with_set_param_shows_in_metrics_diff(repo: Path) -> None:
         key.startswith("cartpole-ppo.") for key in changed
     )
     assert not any(key.startswith("pendulum-reinforce.") for key in changed)
+    # `dvc plots diff` overlays the committed curves and the experiment's on one plot.
+    run(repo, "dvc", "plots", "diff", "HEAD", "-o", "plots_diff")
+    html = (repo / "plots_diff" / "index.html").read_text()
+    assert "reports/curves/cartpole-ppo.csv" in html
+    assert '"rev": "HEAD"' in html and '"rev": "workspace"' in html
