@@ -29,11 +29,11 @@ test-slow: $(STAMP)
 # A study: make verify PIPELINE=studies/double-pendulum
 PIPELINE ?= .
 verify: $(STAMP)
-	$(BIN)/python -m rlrepro.verify --pipeline $(PIPELINE)
+	$(BIN)/python -m tools.verify --pipeline $(PIPELINE)
 
 # The same, for a machine whose bytes cannot match: compare evaluations statistically.
 verify-stats: $(STAMP)
-	$(BIN)/python -m rlrepro.verify --stats --pipeline $(PIPELINE)
+	$(BIN)/python -m tools.verify --stats --pipeline $(PIPELINE)
 
 # Speed and sample efficiency of the last runs here: the main pipeline and every study.
 bench: $(STAMP)
@@ -41,11 +41,11 @@ bench: $(STAMP)
 
 # GIFs of every trained agent's first evaluation episode, rendered offscreen (reports/videos/).
 videos: $(STAMP)
-	$(BIN)/python -m rlrepro.video
+	$(BIN)/python -m tools.video
 
 # One agent live in a window, on a desktop: make play EXP=pendulum-ppo SEED=0
 play: $(STAMP)
-	$(BIN)/python -m rlrepro.video --live --exp $(EXP) --seed $(SEED)
+	$(BIN)/python -m tools.video --live --exp $(EXP) --seed $(SEED)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -62,7 +62,7 @@ lock: $(STAMP)
 # Record this machine's physics digests as the references (deliberately; then commit them).
 digests: $(STAMP)
 	for params in params.yaml $(wildcard studies/*/params.yaml); do \
-		$(BIN)/python -m rlrepro.physics --params $$params || exit 1; done
+		$(BIN)/python -m tools.digests --params $$params || exit 1; done
 
 clean-venv:
 	rm -rf $(VENV)

@@ -21,18 +21,18 @@ from typing import Any
 import gymnasium as gym
 import pandas as pd
 
-from rlrepro import params
+from rlrepro.core import layout, params
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def seed_row(folder: Path, run: str, threshold: float | None) -> dict[str, Any]:
+def seed_row(folder: Path, exp: str, seed: int, threshold: float | None) -> dict[str, Any]:
     """One seed's figures (None where the files to compute them are missing)."""
-    timing = _read_json(folder / "reports" / "timing" / f"{run}.json")
-    summary = _read_json(folder / "data" / "eval" / f"{run}.json")
-    progress_file = folder / "data" / "progress" / f"{run}.csv"
+    timing = _read_json(layout.run_file(folder / layout.TIMING, exp, seed, ".json"))
+    summary = _read_json(layout.run_file(folder / layout.EVALS, exp, seed, ".json"))
+    progress_file = layout.run_file(folder / layout.PROGRESS, exp, seed, ".csv")
     progress = pd.read_csv(progress_file) if progress_file.is_file() else pd.DataFrame()
     hit_step = None
     if threshold is not None and not progress.empty:
@@ -42,7 +42,7 @@ def seed_row(folder: Path, run: str, threshold: float | None) -> dict[str, Any]:
     if timing is not None and hit_step is not None:
         hit_seconds = next(e["train_seconds"] for e in timing["evals"] if e["step"] == hit_step)
     return {
-        "run": run,
+        "run": layout.run_name(exp, seed),
         "steps_per_second": timing["steps_per_second"] if timing else None,
         "train_seconds": timing["train_seconds"] if timing else None,
         "steps_to_threshold": hit_step,
@@ -75,7 +75,7 @@ def report(folder: Path) -> None:
     for exp_name in params.section_names(raw, "experiments"):
         exp = params.experiment(raw, exp_name)
         threshold = gym.spec(exp.env).reward_threshold
-        rows = [seed_row(folder, f"{exp_name}-{s}", threshold) for s in params.seeds(raw)]
+        rows = [seed_row(folder, exp_name, s, threshold) for s in params.seeds(raw)]
         for row in rows:
             cells = (
                 _fmt(row["steps_per_second"]),

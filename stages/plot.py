@@ -1,16 +1,17 @@
 """Stage `plot`: reward curves over seeds, per experiment and side by side, and the final IQMs.
 
 Reads `experiments`, `seeds`, `plot` and `stats.confidence` from params, the learning curves
-(`--curves`, a folder of `<exp>-<seed>.csv`) and the metrics (`--metrics`, from stage `metrics`).
-Writes, per experiment, the mean curve over seeds against env steps (`--out-curves/<exp>.csv`,
-for `dvc plots`) and against episodes (`--out-episode-curves/<exp>.csv`), and a figure of both
-(`--figures/<exp>.png`); and for all experiments together, their curves (`all-curves.png`) and
-a point plot of their final IQM with its bootstrap interval (`all-final-iqm.png`). Bands are
-Student's t intervals of the mean over seeds. PNGs carry no date or version stamp.
+(`--curves`, a folder of `<exp>-<seed>.csv`) and the statistics (`--stats`, from stage
+`metrics`). Writes, per experiment, the mean curve over seeds against env steps
+(`--mean-curves/<exp>.csv`, the one plot per experiment of `dvc plots`) and against episodes
+(`--episode-curves/<exp>.csv`), and a figure of both (`--figures/<exp>.png`); and for all
+experiments together, their curves (`all-curves.png`) and a point plot of their final IQM with
+its bootstrap interval (`all-final-iqm.png`). Bands are Student's t intervals of the mean over
+seeds. PNGs carry no date or version stamp.
 """
 
+import dataclasses
 import io
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,26 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from rlrepro import cli, params, stats
-from rlrepro.curves import mean_curve, read_curve
-from rlrepro.files import write_bytes
+from rlrepro import console
+from rlrepro.core import layout, params
+from rlrepro.core.files import remove_others, write_bytes
+from rlrepro.results import read_stats
+from rlrepro.results.curves import mean_curve, read_curve
 
 # PNG metadata matplotlib would stamp with its version: left out, so bytes depend on data only.
 _PNG_METADATA: dict[str, str | None] = {"Software": None}
 COMBINED = ("all-curves", "all-final-iqm")
+
+
+@dataclasses.dataclass(frozen=True)
+class Paths:
+    """What `plot` reads and writes."""
+
+    curves: Path
+    stats: Path
+    mean_curves: Path
+    episode_curves: Path
+    figures: Path
 
 
 def _png(fig: Figure) -> bytes:
@@ -44,7 +58,7 @@ def _band(ax: Axes, curve: pd.DataFrame, x: str, label: str) -> None:
     )
 
 
-def _axes(fig: Figure, smoothing: int, confidence: float) -> tuple[Axes, Axes]:
+def _axes(fig: Figure, smoothing: int) -> tuple[Axes, Axes]:
     by_step, by_episode = fig.subplots(1, 2, sharey=True)
     ylabel = f"episode return (mean of last {smoothing} episodes)"
     by_step.set(xlabel="env steps", ylabel=ylabel)
@@ -66,7 +80,7 @@ def figure(
     # matplotlib's defaults, not the user's matplotlibrc: the bytes depend on the data only
     with matplotlib.rc_context(matplotlib.rcParamsDefault):
         fig = Figure(figsize=(11.0, 4.2), dpi=100)
-        by_step, by_episode = _axes(fig, plot.window, confidence)
+        by_step, by_episode = _axes(fig, plot.window)
         for label, (steps, episodes) in curves.items():
             _band(by_step, steps, "step", label)
             _band(by_episode, episodes, "episode", label)
@@ -81,13 +95,12 @@ def figure(
 def iqm_figure(metrics: dict[str, dict[str, Any]], confidence: float) -> bytes:
     """A point plot of each experiment's final IQM with its bootstrap interval."""
     names = sorted(metrics)
-    key = f"ci{round(confidence * 100)}"
     with matplotlib.rc_context(matplotlib.rcParamsDefault):
         fig = Figure(figsize=(8.0, 0.6 * len(names) + 2.0), dpi=100)
         ax = fig.subplots()
         for row, name in enumerate(names):
             m = metrics[name]
-            low, high = m[f"return_iqm_{key}_low"], m[f"return_iqm_{key}_high"]
+            low, high = m["return_iqm_ci_low"], m["return_iqm_ci_high"]
             ax.errorbar(
                 m["return_iqm"],
                 row,
@@ -107,70 +120,52 @@ def iqm_figure(metrics: dict[str, dict[str, Any]], confidence: float) -> bytes:
         return _png(fig)
 
 
-def remove_stale(folder: Path, keep: set[str]) -> None:
-    """Delete the files in `folder` of experiments no longer in params (outputs persist)."""
-    for path in sorted(folder.glob("*")):
-        if path.is_file() and path.stem not in keep:
-            path.unlink()
-
-
 def _write_csv(path: Path, frame: pd.DataFrame) -> None:
     write_bytes(path, frame.to_csv(index=False, lineterminator="\n").encode("utf-8"))
 
 
+def _seed_curves(folder: Path, name: str, seeds: tuple[int, ...]) -> list[pd.DataFrame]:
+    files = [layout.run_file(folder, name, seed, ".csv") for seed in seeds]
+    return [read_curve(file) for file in layout.require(files, "learning curve")]
+
+
+def plot(raw: dict[str, Any], paths: Paths) -> list[Path]:
+    """Write the mean curves and figures of every experiment in params; :return: the figures."""
+    seeds = params.seeds(raw)
+    settings = params.section(raw, params.Plot, "plot")
+    confidence = params.section(raw, params.Stats, "stats").confidence
+    names = sorted(params.section_names(raw, "experiments"))
+    stats = read_stats(paths.stats, names)
+    every: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
+    figures = []
+    for name in names:
+        exp = params.experiment(raw, name)
+        seed_curves = _seed_curves(paths.curves, name, seeds)
+        curves = (
+            mean_curve(seed_curves, settings.points, settings.window, confidence, x="step"),
+            mean_curve(seed_curves, settings.points, settings.window, confidence, x="episode"),
+        )
+        _write_csv(layout.experiment_file(paths.mean_curves, name, ".csv"), curves[0])
+        _write_csv(layout.experiment_file(paths.episode_curves, name, ".csv"), curves[1])
+        title = f"{name}: {exp.algo} on {exp.env} ({len(seeds)} seeds)"
+        threshold = gym.spec(exp.env).reward_threshold
+        figures.append(layout.experiment_file(paths.figures, name, ".png"))
+        write_bytes(figures[-1], figure(title, {name: curves}, settings, confidence, threshold))
+        every[f"{name} ({exp.env})"] = curves
+    title = f"All experiments ({len(seeds)} seeds each)"
+    figures += [paths.figures / f"{name}.png" for name in COMBINED]
+    write_bytes(figures[-2], figure(title, every, settings, confidence))
+    write_bytes(figures[-1], iqm_figure(stats, confidence))
+    remove_others(paths.mean_curves, set(names))
+    remove_others(paths.episode_curves, set(names))
+    remove_others(paths.figures, set(names) | set(COMBINED))
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     """Write the mean curves and figures of every experiment in params."""
-    parser = cli.parser(__doc__.splitlines()[0])
-    parser.add_argument("--curves", type=Path, required=True, help="folder of training curves")
-    parser.add_argument("--metrics", type=Path, required=True, help="metrics JSON (stage metrics)")
-    parser.add_argument("--out-curves", type=Path, required=True, help="folder: curves by step")
-    parser.add_argument(
-        "--out-episode-curves", type=Path, required=True, help="folder: curves by episode"
-    )
-    parser.add_argument("--figures", type=Path, required=True, help="folder for PNG figures")
-    args = parser.parse_args(argv)
-
-    def work() -> None:
-        raw = params.read(args.params)
-        seeds = params.seeds(raw)
-        plot = params.section(raw, params.Plot, "plot")
-        confidence = params.section(raw, stats.Settings, "stats").confidence
-        names = sorted(params.section_names(raw, "experiments"))
-        if not args.metrics.is_file():
-            raise cli.StageError(f"{args.metrics}: no such file; run `dvc repro` (stage metrics)")
-        metrics = json.loads(args.metrics.read_text())
-        every: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
-        for name in names:
-            exp = params.experiment(raw, name)
-            runs = [f"{name}-{seed}" for seed in seeds]
-            missing = [run for run in runs if not (args.curves / f"{run}.csv").is_file()]
-            if missing:
-                raise cli.StageError(
-                    f"{args.curves}: no curve for {', '.join(missing)}; "
-                    "run `dvc repro` to train them"
-                )
-            seed_curves = [read_curve(args.curves / f"{run}.csv") for run in runs]
-            curves = (
-                mean_curve(seed_curves, plot.points, plot.window, confidence, x="step"),
-                mean_curve(seed_curves, plot.points, plot.window, confidence, x="episode"),
-            )
-            _write_csv(args.out_curves / f"{name}.csv", curves[0])
-            _write_csv(args.out_episode_curves / f"{name}.csv", curves[1])
-            title = f"{name}: {exp.algo} on {exp.env} ({len(runs)} seeds)"
-            threshold = gym.spec(exp.env).reward_threshold
-            write_bytes(
-                args.figures / f"{name}.png",
-                figure(title, {name: curves}, plot, confidence, threshold),
-            )
-            every[f"{name} ({exp.env})"] = curves
-        title = f"All experiments ({len(seeds)} seeds each)"
-        write_bytes(args.figures / "all-curves.png", figure(title, every, plot, confidence))
-        write_bytes(args.figures / "all-final-iqm.png", iqm_figure(metrics, confidence))
-        remove_stale(args.out_curves, set(names))
-        remove_stale(args.out_episode_curves, set(names))
-        remove_stale(args.figures, set(names) | set(COMBINED))
-
-    return cli.run(work)
+    params_file, _, paths = console.parse(__doc__, Paths, argv)
+    return console.run(lambda: plot(params.read(params_file), paths))
 
 
 if __name__ == "__main__":

@@ -1,30 +1,29 @@
 """Stage `report`: the page a reader opens first, `reports/README.md`.
 
-Reads `experiments`, `seeds`, `evaluate` and `stats` from params, the metrics (`--metrics`, from
-stage `metrics`) and the lock file (`--requirements`). Writes `--out` (Markdown): the results
+Reads `experiments`, `seeds`, `evaluate` and `stats` from params, the statistics (`--stats`, from
+stage `metrics`) and the lock file (`--requirements`). Writes `--page` (Markdown): the results
 table, the figures (linked relative to the page), how the numbers were produced, and the pinned
 versions of the key packages. Its bytes depend on those inputs only.
 """
 
-import json
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
 
-from rlrepro import cli, params, stats
-from rlrepro.files import write_bytes
+from rlrepro import console
+from rlrepro.core import params, requirements
+from rlrepro.core.files import write_bytes
+from rlrepro.results import read_stats
 
-KEY_PACKAGES = ("torch", "stable-baselines3", "gymnasium", "mujoco", "numpy", "scipy", "dvc")
 
+@dataclasses.dataclass(frozen=True)
+class Paths:
+    """What `report` reads and writes."""
 
-def pinned(requirements: Path) -> dict[str, str]:
-    """The `name==version` pins of `KEY_PACKAGES` in a lock file."""
-    found = {}
-    for line in requirements.read_text().splitlines():
-        name, sep, version = line.split("#", 1)[0].strip().partition("==")
-        if sep and name.lower() in KEY_PACKAGES:
-            found[name.lower()] = version.strip()
-    return found
+    stats: Path
+    requirements: Path
+    page: Path
 
 
 def _budget(exp: params.Experiment) -> str:
@@ -32,8 +31,8 @@ def _budget(exp: params.Experiment) -> str:
     return f"{amount:,} {unit}"
 
 
-def _row(name: str, exp: params.Experiment, m: dict[str, Any], key: str) -> str:
-    low, high = m[f"return_iqm_{key}_low"], m[f"return_iqm_{key}_high"]
+def _row(name: str, exp: params.Experiment, m: dict[str, Any]) -> str:
+    low, high = m["return_iqm_ci_low"], m["return_iqm_ci_high"]
     iqm = f"{m['return_iqm']:.1f} [{low:.1f}, {high:.1f}]"
     mean = f"{m['return_mean']:.1f} ± {m['return_std']:.1f}"
     success = f"{m['success_rate']:.1%}" if "success_rate" in m else "-"
@@ -54,8 +53,7 @@ def page(raw: dict[str, Any], metrics: dict[str, Any], versions: dict[str, str])
     """The report's Markdown."""
     seeds = params.seeds(raw)
     evaluation = params.section(raw, params.Evaluation, "evaluate")
-    settings = params.section(raw, stats.Settings, "stats")
-    key = f"ci{round(settings.confidence * 100)}"
+    settings = params.section(raw, params.Stats, "stats")
     names = sorted(params.section_names(raw, "experiments"))
     experiments = {name: params.experiment(raw, name) for name in names}
     lines = [
@@ -77,7 +75,7 @@ def page(raw: dict[str, Any], metrics: dict[str, Any], versions: dict[str, str])
         "| experiment | env | algorithm | network | budget | seeds "
         f"| IQM [{settings.confidence:.0%} CI] | mean ± std | success | reached threshold |",
         "|---|---|---|---|---|---|---|---|---|---|",
-        *(_row(name, experiments[name], metrics[name], key) for name in names),
+        *(_row(name, experiments[name], metrics[name]) for name in names),
         "",
         "## Figures",
         "",
@@ -101,30 +99,26 @@ def page(raw: dict[str, Any], metrics: dict[str, Any], versions: dict[str, str])
         "",
         "| package | version |",
         "|---|---|",
-        *(f"| {name} | {versions.get(name, 'not locked')} |" for name in KEY_PACKAGES),
+        *(f"| {name} | {version} |" for name, version in versions.items()),
         "",
     ]
     return "\n".join(lines)
 
 
+def report(raw: dict[str, Any], paths: Paths) -> str:
+    """Write the report page; :return: its text."""
+    names = sorted(params.section_names(raw, "experiments"))
+    stats = read_stats(paths.stats, names)
+    versions = requirements.key_versions(requirements.locked(paths.requirements))
+    text = page(raw, stats, versions)
+    write_bytes(paths.page, text.encode("utf-8"))
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     """Write the report page."""
-    parser = cli.parser(__doc__.splitlines()[0])
-    parser.add_argument("--metrics", type=Path, required=True, help="metrics JSON (stage metrics)")
-    parser.add_argument("--requirements", type=Path, default=Path("requirements.txt"))
-    parser.add_argument("--out", type=Path, required=True, help="the Markdown page to write")
-    args = parser.parse_args(argv)
-
-    def work() -> None:
-        raw = params.read(args.params)
-        for path in (args.metrics, args.requirements):
-            if not path.is_file():
-                raise cli.StageError(f"{path}: no such file; run `dvc repro`")
-        metrics = json.loads(args.metrics.read_text())
-        text = page(raw, metrics, pinned(args.requirements))
-        write_bytes(args.out, text.encode("utf-8"))
-
-    return cli.run(work)
+    params_file, _, paths = console.parse(__doc__, Paths, argv)
+    return console.run(lambda: report(params.read(params_file), paths))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny params that exercise every stage in seconds."""
+"""Shared fixtures: tiny params that exercise every stage in seconds, the stages run in-process,
+and a real git + DVC project in a temporary folder."""
 
 import copy
 import os
@@ -12,6 +13,8 @@ import pytest
 import yaml
 
 import rlrepro  # noqa: F401  (pins the numerical environment before numpy or torch load)
+from rlrepro.core import params
+from stages import evaluate, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,6 +68,32 @@ def params_file(tmp_path: Path) -> Path:
     return write_params(tmp_path / "params.yaml", tiny_params())
 
 
+def train_paths(out: Path, exp: str, seed: int = 0) -> train.Paths:
+    """Where `train_run` writes run (`exp`, `seed`) in folder `out`."""
+    stem = out / f"{exp}-{seed}"
+    return train.Paths(
+        model=stem.with_suffix(".zip"),
+        curve=stem.with_suffix(".csv"),
+        trace=stem.with_suffix(".trace.csv"),
+        progress=stem.with_suffix(".progress.csv"),
+        timing=stem.with_suffix(".timing.json"),
+    )
+
+
+def train_run(params_path: Path, out: Path, exp: str, seed: int = 0) -> train.Paths:
+    """Run stage `train` in-process for (`exp`, `seed`) with params `params_path`, into `out`."""
+    paths = train_paths(out, exp, seed)
+    train.train(train.job(params.read(params_path), exp, seed), paths)
+    return paths
+
+
+def evaluate_run(params_path: Path, model: Path, out: Path) -> evaluate.Paths:
+    """Run stage `evaluate` in-process on `model` with params `params_path`, into `out`."""
+    paths = evaluate.Paths(model, out / f"{model.stem}.csv", out / f"{model.stem}.json")
+    evaluate.evaluate(params.read(params_path), paths)
+    return paths
+
+
 # What a clone holds that the pipeline runs on (results are regenerated, not copied).
 PROJECT_FILES = (
     "dvc.yaml",
@@ -76,6 +105,7 @@ PROJECT_FILES = (
     "references/physics.json",
     "rlrepro",
     "stages",
+    "tools",
 )
 
 
@@ -111,3 +141,31 @@ def make_project(path: Path, data: dict[str, Any]) -> Path:
     run(path, "git", "add", "-A")
     run(path, "git", "commit", "-qm", "tiny project")
     return path
+
+
+def argv(params_path: Path, paths: object, **selectors: object) -> list[str]:
+    """The command line of a stage's `main`: `--params`, the selectors and every path of the
+    `paths` dataclass, as `dvc.yaml` would give them."""
+    args = ["--params", str(params_path)]
+    for name, value in [*selectors.items(), *vars(paths).items()]:
+        args += [f"--{name.replace('_', '-')}", str(value)]
+    return args
+
+
+def clone(repo: Path, dest: Path) -> Path:
+    """A git clone of `repo` at `dest`, ready to commit (results included: they are in git)."""
+    run(dest.parent, "git", "clone", "-q", str(repo), str(dest))
+    run(dest, "git", "config", "user.email", "test@example.invalid")
+    run(dest, "git", "config", "user.name", "test")
+    return dest
+
+
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project with the tiny params, reproduced once by `dvc repro` and committed. Tests that
+    change anything work in a `clone` of it, so each runs alone or in any order."""
+    repo = make_project(tmp_path_factory.mktemp("reproduced") / "rlrepro", tiny_params())
+    run(repo, "dvc", "repro")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "results")
+    return repo

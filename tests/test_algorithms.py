@@ -10,10 +10,11 @@ import pytest
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
-from rlrepro import agents, checkpoint, params
-from rlrepro.periodic import PROGRESS_HEADER
-from stages import evaluate, train
-from tests.conftest import tiny_params, write_params
+from rlrepro.agents import checkpoint, normalize
+from rlrepro.core import params
+from rlrepro.training.recording import PROGRESS_HEADER
+from stages import train
+from tests.conftest import evaluate_run, tiny_params, train_paths, train_run, write_params
 
 # A few hundred steps of each SB3 algorithm, on an env whose action space it takes.
 TINY_SB3: dict[str, dict[str, Any]] = {
@@ -47,38 +48,25 @@ def _params(tmp_path: Path, name: str, experiment: dict[str, Any]) -> Path:
     return write_params(tmp_path / f"{name}.yaml", data)
 
 
-def _train(params_file: Path, out: Path, exp: str) -> dict[str, Path]:
-    paths = {
-        kind: out
-        / f"{exp}.{kind}.{'zip' if kind == 'model' else 'json' if kind == 'timing' else 'csv'}"
-        for kind in ("model", "curve", "trace", "progress", "timing")
-    }
-    args = ["--params", str(params_file), "--exp", exp, "--seed", "0"]
-    for kind, path in paths.items():
-        args += [f"--{kind}", str(path)]
-    assert train.main(args) == 0
-    return paths
-
-
 def _evaluate(params_file: Path, model: Path, out: Path) -> dict[str, Any]:
-    args = ["--params", str(params_file), "--model", str(model)]
-    args += ["--episodes-out", str(out / "eval.csv"), "--metrics-out", str(out / "eval.json")]
-    assert evaluate.main(args) == 0
-    summary: dict[str, Any] = json.loads((out / "eval.json").read_text())
+    summary: dict[str, Any] = json.loads(evaluate_run(params_file, model, out).summary.read_text())
     return summary
 
 
 @pytest.mark.parametrize("algo", sorted(TINY_SB3))
 def test_sb3_algorithm_by_name_trains_repeatably(tmp_path: Path, algo: str) -> None:
     params_file = _params(tmp_path, f"tiny-{algo}", {"algo": algo, **TINY_SB3[algo]})
-    first = _train(params_file, tmp_path / "a", f"tiny-{algo}")
-    second = _train(params_file, tmp_path / "b", f"tiny-{algo}")
+    first = train_run(params_file, tmp_path / "a", f"tiny-{algo}", seed=0)
+    second = train_run(params_file, tmp_path / "b", f"tiny-{algo}", seed=0)
+    other = train_run(params_file, tmp_path / "c", f"tiny-{algo}", seed=1)
     for kind in ("model", "curve", "trace"):
-        assert first[kind].read_bytes() == second[kind].read_bytes(), kind
-    assert checkpoint.read_meta(first["model"])["algo"] == algo
-    timing = json.loads(first["timing"].read_text())
+        assert getattr(first, kind).read_bytes() == getattr(second, kind).read_bytes(), kind
+    weights = [checkpoint.read_entries(run.model)["policy.pth"] for run in (first, other)]
+    assert weights[0] != weights[1]  # the seed reaches the weights
+    assert checkpoint.read_meta(first.model)["algo"] == algo
+    timing = json.loads(first.timing.read_text())
     assert timing["steps"] >= 300 and timing["steps_per_second"] > 0
-    assert _evaluate(params_file, first["model"], tmp_path)["episodes"] == 2
+    assert _evaluate(params_file, first.model, tmp_path)["episodes"] == 2
 
 
 def test_normalized_ppo_with_schedule_and_envs_evaluates_as_in_training(tmp_path: Path) -> None:
@@ -94,38 +82,38 @@ def test_normalized_ppo_with_schedule_and_envs_evaluates_as_in_training(tmp_path
             "learning_rate": {"schedule": "linear", "start": 3.0e-4, "end": 0.0},
         },
         "n_envs": 4,
-        "normalize": {"obs": True, "reward": True},
+        "normalize": {"obs": True, "reward": True, "clip_obs": 10.0},
         "periodic_eval": {"every": 256, "episodes": 3, "seed": 1000},
     }
     params_file = _params(tmp_path, "norm-ppo", experiment)
-    paths = _train(params_file, tmp_path, "norm-ppo")
-    entries = checkpoint.read_entries(paths["model"])
-    stats = json.loads(entries[agents.NORMALIZE_ENTRY])
+    paths = train_run(params_file, tmp_path, "norm-ppo")
+    entries = checkpoint.read_entries(paths.model)
+    stats = json.loads(entries[normalize.ENTRY])
     assert stats["norm_obs"] and stats["obs_count"] > 512  # 4 envs: 128 steps each, plus resets
     assert "LinearSchedule(start=0.0003, end=0.0" in entries["data"].decode()
-    progress = pd.read_csv(paths["progress"])
+    progress = pd.read_csv(paths.progress)
     assert tuple(progress.columns) == PROGRESS_HEADER
     assert list(progress["step"]) == [0, 256, 512]
     # The evaluate stage, from the saved statistics, on the same seeds as the last periodic
     # evaluation (live VecNormalize): the same returns.
-    summary = _evaluate(params_file, paths["model"], tmp_path)
+    summary = _evaluate(params_file, paths.model, tmp_path)
     assert summary["episodes"] == 2
     data = params.read(params_file)
     data["evaluate"] = {"episodes": 3, "seed": 1000}
-    summary = _evaluate(write_params(tmp_path / "same-seeds.yaml", data), paths["model"], tmp_path)
+    summary = _evaluate(write_params(tmp_path / "same-seeds.yaml", data), paths.model, tmp_path)
     assert summary["return_mean"] == progress["eval_return_mean"].iloc[-1]
 
 
 @pytest.mark.parametrize("exp", ["cartpole-ppo", "pendulum-reinforce"])
 def test_periodic_eval_leaves_training_unchanged(tmp_path: Path, exp: str) -> None:
     data = tiny_params()
-    plain = _train(write_params(tmp_path / "plain.yaml", data), tmp_path / "plain", exp)
-    data["experiments"][exp]["periodic_eval"] = {"every": 16, "episodes": 2}
-    evaluated = _train(write_params(tmp_path / "eval.yaml", data), tmp_path / "eval", exp)
+    plain = train_run(write_params(tmp_path / "plain.yaml", data), tmp_path / "plain", exp)
+    data["experiments"][exp]["periodic_eval"] = {"every": 16, "episodes": 2, "seed": 2000}
+    evaluated = train_run(write_params(tmp_path / "eval.yaml", data), tmp_path / "eval", exp)
     for kind in ("model", "curve", "trace"):
-        assert plain[kind].read_bytes() == evaluated[kind].read_bytes(), kind
-    assert pd.read_csv(plain["progress"]).empty
-    progress = pd.read_csv(evaluated["progress"])
+        assert getattr(plain, kind).read_bytes() == getattr(evaluated, kind).read_bytes(), kind
+    assert pd.read_csv(plain.progress).empty
+    progress = pd.read_csv(evaluated.progress)
     assert progress["step"].iloc[0] == 0 and len(progress) >= 3
 
 
@@ -134,10 +122,10 @@ def test_normalizer_matches_vecnormalize() -> None:
     env.reset()
     for _ in range(20):
         env.step(np.array([[0.5]]))
-    stats = json.loads(agents._normalize_stats(env))
+    stats = json.loads(normalize.stats_json(env))
     obs = np.random.default_rng(0).normal(size=(10, 4))
     for row in obs:
-        np.testing.assert_array_equal(agents.normalizer(stats)(row), env.normalize_obs(row))
+        np.testing.assert_array_equal(normalize.normalizer(stats)(row), env.normalize_obs(row))
 
 
 @pytest.mark.parametrize(
@@ -173,10 +161,11 @@ def test_bad_algorithm_settings_are_one_line_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], experiment: dict[str, Any], message: str
 ) -> None:
     params_file = _params(tmp_path, "bad", experiment)
+    paths = train_paths(tmp_path, "bad")
     args = ["--params", str(params_file), "--exp", "bad", "--seed", "0"]
-    for kind in ("model", "curve", "trace", "progress", "timing"):
-        args += [f"--{kind}", str(tmp_path / kind)]
+    for field, path in vars(paths).items():
+        args += [f"--{field}", str(path)]
     assert train.main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
-    assert not (tmp_path / "model").exists()
+    assert not paths.model.exists()

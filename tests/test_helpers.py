@@ -12,17 +12,18 @@ import torch
 from packaging.requirements import Requirement
 from torch import nn
 
-from rlrepro import checkpoint
-from rlrepro.curves import mean_curve, smooth
-from rlrepro.files import canonical_json, write_bytes
-from rlrepro.machine import facts
-from rlrepro.networks import mlp
-from rlrepro.physics import check as physics_check
-from rlrepro.physics import rollout_digest
-from rlrepro.progress import Progress
-from rlrepro.reinforce import discounted_returns
-from rlrepro.trace import Trace, first_parting
-from stages.env_check import locked_requirements, version_mismatches
+from rlrepro.agents import checkpoint
+from rlrepro.agents.networks import mlp
+from rlrepro.console import Progress
+from rlrepro.core.errors import CheckpointError, StageError
+from rlrepro.core.files import canonical_json, write_bytes
+from rlrepro.core.requirements import locked, mismatches
+from rlrepro.machine.facts import facts
+from rlrepro.machine.physics import check as physics_check
+from rlrepro.machine.physics import rollout_digest
+from rlrepro.results.curves import mean_curve, smooth
+from rlrepro.training.reinforce import discounted_returns
+from rlrepro.training.trace import Trace, first_parting
 
 
 def test_canonical_zip_ignores_insertion_order_and_fixes_metadata() -> None:
@@ -62,8 +63,12 @@ def test_checkpoint_meta_round_trip_and_version_check(tmp_path: Path) -> None:
     assert checkpoint.read_meta(path) == {"algo": "ppo", "format": checkpoint.FORMAT_VERSION}
     bad = tmp_path / "old.zip"
     bad.write_bytes(checkpoint.canonical_zip({checkpoint.META_ENTRY: b'{"format": 0}'}))
-    with pytest.raises(ValueError, match="checkpoint format 0"):
+    with pytest.raises(CheckpointError, match="checkpoint format 0"):
         checkpoint.read_meta(bad)
+    truncated = tmp_path / "truncated.zip"
+    truncated.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(CheckpointError, match="not an rlrepro checkpoint"):
+        checkpoint.read_meta(truncated)
 
 
 def test_write_bytes_replaces_atomically(tmp_path: Path) -> None:
@@ -129,15 +134,20 @@ def test_version_mismatches_names_each_difference(tmp_path: Path) -> None:
         "# header\npytest==0.0.1  # via -r requirements.in\nno-such-package-xyz==1.0\n"
         "numpy==" + np.__version__ + "\n"
     )
-    found = version_mismatches(locked_requirements(lock))
+    found = mismatches(locked(lock))
     assert len(found) == 2
     assert found[0].startswith("pytest: locked ==0.0.1, installed ")
     assert found[1] == "no-such-package-xyz: locked ==1.0, installed not installed"
 
 
-def test_local_version_label_matches_plain_pin() -> None:
-    assert version_mismatches([Requirement("numpy==" + np.__version__)]) == []
-    assert Requirement("torch==2.13.0").specifier.contains("2.13.0+cpu")
+def test_installed_local_label_matches_the_plain_pin() -> None:
+    import torch
+
+    assert torch.__version__ == "2.13.0+cpu"  # the CPU wheel's local label
+    assert mismatches([Requirement("torch==2.13.0"), Requirement("numpy==" + np.__version__)]) == []
+    assert mismatches([Requirement("torch==2.13.1")]) == [
+        "torch: locked ==2.13.1, installed 2.13.0+cpu"
+    ]
 
 
 def test_progress_prints_plain_lines_off_a_terminal() -> None:
@@ -203,9 +213,9 @@ def test_physics_digest_is_stable_and_checked(tmp_path: Path) -> None:
     refs.write_text(
         json.dumps({"InvertedPendulum-v5": {"steps": 200, "seed": 0, "sha256": "0" * 64}})
     )
-    with pytest.raises(ValueError, match="simulator parts from the reference"):
+    with pytest.raises(StageError, match="simulator parts from the reference"):
         physics_check("InvertedPendulum-v5", 200, 0, refs)
-    with pytest.raises(ValueError, match="no physics digest for CartPole-v1"):
+    with pytest.raises(StageError, match="no physics digest for CartPole-v1"):
         physics_check("CartPole-v1", 200, 0, refs)
 
 

@@ -5,9 +5,10 @@ from typing import Any
 
 import pytest
 
-from rlrepro import params
+from rlrepro.core import params
+from rlrepro.core.errors import ParamsError
 from stages import env_check, evaluate, metrics, train
-from tests.conftest import tiny_params, write_params
+from tests.conftest import ROOT, argv, tiny_params, train_paths, write_params
 
 
 def _set(data: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
@@ -117,92 +118,83 @@ def test_train_rejects_bad_params_and_keeps_outputs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], change: Any, exp: str, words: list[str]
 ) -> None:
     path = write_params(tmp_path / "params.yaml", change(tiny_params()))
-    model, curve = tmp_path / "model.zip", tmp_path / "curve.csv"
-    model.write_bytes(b"earlier checkpoint")
-    curve.write_text("earlier curve\n")
-    code = train.main(
-        [
-            "--params",
-            str(path),
-            "--exp",
-            exp,
-            "--seed",
-            "0",
-            "--model",
-            str(model),
-            "--curve",
-            str(curve),
-            "--trace",
-            str(tmp_path / "trace.csv"),
-            "--progress",
-            str(tmp_path / "progress.csv"),
-            "--timing",
-            str(tmp_path / "timing.json"),
-        ]
-    )
+    paths = train_paths(tmp_path / "out", exp)
+    paths.model.parent.mkdir()
+    paths.model.write_bytes(b"earlier checkpoint")
+    paths.curve.write_text("earlier curve\n")
+    code = train.main(argv(path, paths, exp=exp, seed=0))
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert len(err.splitlines()) == 1, err
     for word in words:
         assert word in err
-    assert model.read_bytes() == b"earlier checkpoint"
-    assert curve.read_text() == "earlier curve\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.csv", "model.zip", "params.yaml"]
+    assert paths.model.read_bytes() == b"earlier checkpoint"
+    assert paths.curve.read_text() == "earlier curve\n"
+    assert sorted(p.name for p in paths.model.parent.iterdir()) == [
+        paths.curve.name,
+        paths.model.name,
+    ]
 
 
 def test_env_check_rejects_unknown_env(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_params(tmp_path / "params.yaml", _set(tiny_params(), f"{PPO}.env", "Nope-v0"))
-    out = tmp_path / "report.json"
-    out.write_text("{}\n")
-    assert env_check.main(["--params", str(path), "--exp", "cartpole-ppo", "--out", str(out)]) == 2
+    paths = env_check.Paths(
+        ROOT / "requirements.txt",
+        ROOT / "references/physics.json",
+        tmp_path / "f.json",
+        tmp_path / "r",
+    )
+    paths.report.write_text("{}\n")
+    assert env_check.main(argv(path, paths, exp="cartpole-ppo")) == 2
     assert "experiments.cartpole-ppo.env: unknown env id 'Nope-v0'" in capsys.readouterr().err
-    assert out.read_text() == "{}\n"
+    assert paths.report.read_text() == "{}\n"
 
 
 def test_evaluate_rejects_zero_episodes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_params(tmp_path / "params.yaml", _set(tiny_params(), "evaluate.episodes", 0))
-    code = evaluate.main(
-        [
-            "--params",
-            str(path),
-            "--model",
-            str(tmp_path / "m.zip"),
-            "--episodes-out",
-            str(tmp_path / "e.csv"),
-            "--metrics-out",
-            str(tmp_path / "e.json"),
-        ]
-    )
-    assert code == 2
+    paths = evaluate.Paths(tmp_path / "m.zip", tmp_path / "e.csv", tmp_path / "e.json")
+    assert evaluate.main(argv(path, paths)) == 2
     assert "evaluate.episodes: expected an integer >= 1, got 0" in capsys.readouterr().err
 
 
-def test_metrics_rejects_duplicate_seeds(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("seeds", [0, 0], "seeds: expected a non-empty list of distinct integers"),
+        ("stats.confidence", 95, "stats.confidence: expected a number in (0, 1), got 95.0"),
+    ],
+)
+def test_metrics_rejects_bad_seeds_and_stats(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, value: Any, message: str
 ) -> None:
-    path = write_params(tmp_path / "params.yaml", _set(tiny_params(), "seeds", [0, 0]))
-    args = ["--params", str(path), "--evals", str(tmp_path), "--progress", str(tmp_path)]
-    assert metrics.main([*args, "--metrics", str(tmp_path / "m.json")]) == 2
-    assert "seeds: expected a non-empty list of distinct integers" in capsys.readouterr().err
+    path = write_params(tmp_path / "params.yaml", _set(tiny_params(), key, value))
+    paths = metrics.Paths(tmp_path, tmp_path, tmp_path / "stats", tmp_path / "metrics")
+    assert metrics.main(argv(path, paths)) == 2
+    assert message in capsys.readouterr().err
+    assert not paths.metrics.exists()
 
 
-def test_stats_confidence_outside_zero_one_is_named(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = write_params(tmp_path / "params.yaml", _set(tiny_params(), "stats.confidence", 95))
-    args = ["--params", str(path), "--evals", str(tmp_path), "--progress", str(tmp_path)]
-    assert metrics.main([*args, "--metrics", str(tmp_path / "m.json")]) == 2
-    assert "stats.confidence: expected a number in (0, 1), got 95.0" in capsys.readouterr().err
+def test_a_bug_keeps_its_traceback(params_file: Path, tmp_path: Path) -> None:
+    """Only our own errors become one line: anything else is a bug and propagates."""
+    paths = train_paths(tmp_path, "cartpole-ppo")
+    broken = train.Paths(paths.model, paths.curve, paths.trace, paths.progress, timing=tmp_path)
+    with pytest.raises(IsADirectoryError):  # writing the timing file onto a folder: not ours
+        train.main(argv(params_file, broken, exp="cartpole-ppo", seed=0))
 
 
 def test_missing_params_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(params.ParamsError, match=r"nope\.yaml: no such params file"):
+    with pytest.raises(ParamsError, match=r"nope\.yaml: no such params file"):
         params.read(tmp_path / "nope.yaml")
 
 
-def test_good_experiment_parses_to_frozen_dataclass(params_file: Path) -> None:
+def test_good_experiment_parses_with_types_and_defaults(params_file: Path) -> None:
     exp = params.experiment(params.read(params_file), "pendulum-reinforce")
     assert exp.policy == params.Policy(hidden=(16, 32), activation="tanh")
     assert exp.budget == {"episodes": 5}
-    with pytest.raises(AttributeError):
-        exp.env = "CartPole-v1"  # type: ignore[misc]
+    assert (exp.n_envs, exp.normalize, exp.periodic_eval) == (1, None, None)
+    assert exp.hyperparams == {
+        "gamma": 0.99,
+        "learning_rate": 1.0e-4,
+        "std_eps": 1.0e-6,
+        "weight_decay": 0.01,
+    }

@@ -1,15 +1,16 @@
-"""The whole pipeline through real `dvc repro` in a temporary git repository, on tiny params."""
+"""The whole pipeline through real `dvc repro` in a temporary git repository, on tiny params, and
+what a user sees through DVC's own verbs."""
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import make_project, run, tiny_params, write_params
+from tests.conftest import ROOT, clone, run, tiny_params, write_params
 
 OUTPUT_DIRS = ("data", "models", "reports")
 UNTRACKED = ("reports/machine/", "reports/timing/")  # wall clock and machine: differ by design
+EXPERIMENTS = sorted(tiny_params()["experiments"])
 
 
 def _outputs(repo: Path) -> dict[str, str]:
@@ -20,36 +21,44 @@ def _outputs(repo: Path) -> dict[str, str]:
     return {str(p.relative_to(repo)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A git + DVC repository holding the project with tiny params, committed."""
-    return make_project(tmp_path_factory.mktemp("clone") / "rlrepro", tiny_params())
+def _stale_stages(repo: Path) -> set[str]:
+    """The stages `dvc status` lists as changed, but `env_check` (always run, by design)."""
+    listed = json.loads(run(repo, "dvc", "status", "--json").stdout)
+    return {stage for stage in listed if not stage.startswith("env_check@")}
 
 
-def test_repro_twice_gives_identical_bytes(repo: Path) -> None:
-    run(repo, "dvc", "repro")
-    first = _outputs(repo)
-    assert "models/cartpole-ppo-1.zip" in first and "reports/metrics.json" in first
+def test_repro_twice_gives_identical_bytes(reproduced: Path, tmp_path: Path) -> None:
+    first = _outputs(reproduced)
+    assert "models/cartpole-ppo-1.zip" in first and "reports/metrics/cartpole-ppo.json" in first
     assert "data/env_check/pendulum-reinforce.json" in first
+    repo = clone(reproduced, tmp_path / "again")
+    assert _stale_stages(repo) == set()  # a fresh clone holds every result
     run(repo, "dvc", "repro", "--force")
     assert _outputs(repo) == first
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-qm", "results")
-    assert run(repo, "git", "diff", "--exit-code", "dvc.lock").returncode == 0
+    assert run(repo, "git", "status", "--porcelain").stdout == ""
 
 
-def test_metrics_and_plots_show(repo: Path) -> None:
-    shown = json.loads(run(repo, "dvc", "metrics", "show", "--json").stdout)
-    metrics = shown[""]["data"]["reports/metrics.json"]["data"]
-    assert set(metrics) == {"cartpole-ppo", "pendulum-reinforce"}
-    assert all("return_iqm" in m and "return_iqm_ci95_low" in m for m in metrics.values())
-    assert (repo / "reports" / "README.md").read_text().startswith("# Results")
-    run(repo, "dvc", "plots", "show", "-o", "plots_out")
-    html = (repo / "plots_out" / "index.html").read_text()
-    assert "return_mean" in html and "cartpole-ppo" in html
+def test_metrics_show_one_short_row_per_experiment(reproduced: Path) -> None:
+    shown = run(reproduced, "dvc", "metrics", "show").stdout.splitlines()
+    assert shown[0].split()[:4] == ["Path", "iqm", "iqm_ci_high", "iqm_ci_low"], shown
+    assert sorted(line.split()[0] for line in shown[1:]) == [
+        f"reports/metrics/{exp}.json" for exp in EXPERIMENTS
+    ]
+    assert max(len(line) for line in shown) <= 120, shown
 
 
-def test_bad_param_fails_repro_and_keeps_results(repo: Path) -> None:
+def test_plots_show_one_figure_per_experiment(reproduced: Path, tmp_path: Path) -> None:
+    run(reproduced, "dvc", "plots", "show", "--json", "-o", str(tmp_path / "plots"))
+    shown = json.loads(
+        run(reproduced, "dvc", "plots", "show", "--json", "-o", str(tmp_path / "p")).stdout
+    )
+    assert sorted(shown["data"]) == [f"reports/curves/{exp}.csv" for exp in EXPERIMENTS]
+    html = run(reproduced, "dvc", "plots", "show", "-o", str(tmp_path / "html")).stdout
+    assert "index.html" in html
+
+
+def test_bad_param_fails_repro_and_keeps_results(reproduced: Path, tmp_path: Path) -> None:
+    repo = clone(reproduced, tmp_path / "bad")
     before = _outputs(repo)
     data = tiny_params()
     data["experiments"]["cartpole-ppo"]["budget"] = {"steps": -1}
@@ -60,19 +69,50 @@ def test_bad_param_fails_repro_and_keeps_results(repo: Path) -> None:
         result.stdout + result.stderr
     )
     assert _outputs(repo) == before
-    run(repo, "git", "checkout", "params.yaml")
 
 
-def test_exp_run_with_set_param_shows_in_metrics_diff(repo: Path) -> None:
+def test_exp_run_with_set_param_shows_in_metrics_diff(reproduced: Path, tmp_path: Path) -> None:
+    repo = clone(reproduced, tmp_path / "exp")
+    committed = json.loads((repo / "reports/metrics/cartpole-ppo.json").read_text())
     run(repo, "dvc", "exp", "run", "-S", "experiments.cartpole-ppo.budget.steps=512")
+    now = json.loads((repo / "reports/metrics/cartpole-ppo.json").read_text())
+    assert now != committed
     diff = json.loads(run(repo, "dvc", "metrics", "diff", "--json").stdout)
-    changed = diff["reports/metrics.json"]
-    assert "cartpole-ppo.return_mean" in changed or any(
-        key.startswith("cartpole-ppo.") for key in changed
+    assert set(diff) == {"reports/metrics/cartpole-ppo.json"}  # the other experiment: unchanged
+    for key, change in diff["reports/metrics/cartpole-ppo.json"].items():
+        assert (change["old"], change["new"]) == (committed.get(key), now.get(key)), key
+    assert {k for k in now if now[k] != committed.get(k)} == set(
+        diff["reports/metrics/cartpole-ppo.json"]
     )
-    assert not any(key.startswith("pendulum-reinforce.") for key in changed)
     # `dvc plots diff` overlays the committed curves and the experiment's on one plot.
     run(repo, "dvc", "plots", "diff", "HEAD", "-o", "plots_diff")
     html = (repo / "plots_diff" / "index.html").read_text()
     assert "reports/curves/cartpole-ppo.csv" in html
     assert '"rev": "HEAD"' in html and '"rev": "workspace"' in html
+
+
+def test_cosmetic_change_reruns_nothing_but_a_training_change_retrains(
+    reproduced: Path, tmp_path: Path
+) -> None:
+    repo = clone(reproduced, tmp_path / "edit")
+    console = repo / "rlrepro" / "console.py"
+    text = console.read_text()
+    edited = re.sub(r'"exp": "[^"]*"', '"exp": "the experiment to run, by its name"', text)
+    assert edited != text
+    console.write_text(edited)
+    assert _stale_stages(repo) == set()
+    recording = repo / "rlrepro" / "training" / "recording.py"
+    recording.write_text(recording.read_text() + "\n# a change to training code\n")
+    stale = _stale_stages(repo)
+    assert {f"train@{exp}-{seed}" for exp in EXPERIMENTS for seed in (0, 1)} <= stale
+    assert not any(s.startswith(("evaluate@", "metrics", "plot", "report")) for s in stale)
+
+
+def test_stage_outside_the_environment_says_how_to_enter_it() -> None:
+    bare = ("/usr/bin/env", "-i", "PATH=/usr/bin:/bin", "python3", "-m", "stages.train")
+    result = run(ROOT, *bare, check=False)
+    if "No module named" in result.stderr and "stages" in result.stderr:
+        raise AssertionError(result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert "make repro" in lines[0] and "source .venv/bin/activate" in lines[0]

@@ -7,122 +7,70 @@ import pandas as pd
 import pytest
 from stable_baselines3 import PPO
 
-from rlrepro import checkpoint
-from rlrepro.episodes import CURVE_HEADER
-from stages import env_check, evaluate, metrics, plot, report, train
-from tests.conftest import ROOT, tiny_params, write_params
+from rlrepro.agents import checkpoint
+from rlrepro.agents.rollout import CURVE_HEADER
+from rlrepro.core import params
+from rlrepro.core.errors import StageError
+from stages import env_check, metrics, plot, report
+from tests.conftest import ROOT, evaluate_run, tiny_params, train_run, write_params
 
 EXPERIMENTS = ("cartpole-ppo", "pendulum-reinforce")
 
 
-def _train(params_file: Path, out: Path, exp: str, seed: int) -> tuple[Path, Path]:
-    model, curve = out / f"{exp}-{seed}.zip", out / f"{exp}-{seed}.csv"
-    code = train.main(
-        [
-            "--params",
-            str(params_file),
-            "--exp",
-            exp,
-            "--seed",
-            str(seed),
-            "--model",
-            str(model),
-            "--curve",
-            str(curve),
-            "--trace",
-            str(out / f"{exp}-{seed}.trace.csv"),
-            "--progress",
-            str(out / f"{exp}-{seed}.progress.csv"),
-            "--timing",
-            str(out / f"{exp}-{seed}.timing.json"),
-        ]
+def _check_paths(tmp_path: Path, lock: Path = ROOT / "requirements.txt") -> env_check.Paths:
+    return env_check.Paths(
+        requirements=lock,
+        references=ROOT / "references" / "physics.json",
+        facts=tmp_path / "machine" / "facts.json",
+        report=tmp_path / "report.json",
     )
-    assert code == 0
-    return model, curve
-
-
-def _evaluate(params_file: Path, model: Path, episodes: Path, metrics: Path) -> None:
-    args = ["--params", str(params_file), "--model", str(model)]
-    args += ["--episodes-out", str(episodes), "--metrics-out", str(metrics)]
-    assert evaluate.main(args) == 0
 
 
 def test_env_check_writes_machine_free_report(params_file: Path, tmp_path: Path) -> None:
-    out = tmp_path / "report.json"
-    args = [
-        "--params",
-        str(params_file),
-        "--exp",
-        "pendulum-reinforce",
-        "--out",
-        str(out),
-        "--requirements",
-        str(ROOT / "requirements.txt"),
-        "--references",
-        str(ROOT / "references" / "physics.json"),
-        "--facts",
-        str(tmp_path / "machine" / "facts.json"),
-    ]
-    assert env_check.main(args) == 0
-    report = json.loads(out.read_text())
-    assert report["env"] == "InvertedPendulum-v5"
-    assert report["reward_threshold"] == 950.0
-    assert report["version_mismatches"] == []
-    assert report["key_versions"]["torch"] == "==2.13.0"
-    text = out.read_text()
+    paths = _check_paths(tmp_path)
+    env_check.env_check(params.read(params_file), "pendulum-reinforce", paths)
+    report_data = json.loads(paths.report.read_text())
+    assert report_data["env"] == "InvertedPendulum-v5"
+    assert report_data["reward_threshold"] == 950.0
+    assert report_data["version_mismatches"] == []
+    assert report_data["key_versions"]["torch"] == "2.13.0"
+    text = paths.report.read_text()
     assert str(ROOT) not in text and "/tmp" not in text and "\x1b" not in text
+    assert json.loads(paths.facts.read_text())["cpu_count"] >= 1
 
 
 def test_env_check_fails_on_version_mismatch_unless_allowed(
-    params_file: Path,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    params_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lock = tmp_path / "requirements.txt"
     lock.write_text("numpy==0.0.1\n")
-    out = tmp_path / "report.json"
-    args = [
-        "--params",
-        str(params_file),
-        "--exp",
-        "cartpole-ppo",
-        "--out",
-        str(out),
-        "--requirements",
-        str(lock),
-        "--references",
-        str(ROOT / "references" / "physics.json"),
-        "--facts",
-        str(tmp_path / "machine" / "facts.json"),
-    ]
-    assert env_check.main(args) == 2
-    assert "numpy: locked ==0.0.1, installed" in capsys.readouterr().err
-    assert not out.exists()
+    paths = _check_paths(tmp_path, lock)
+    with pytest.raises(StageError, match=r"numpy: locked ==0\.0\.1, installed"):
+        env_check.env_check(params.read(params_file), "cartpole-ppo", paths)
+    assert not paths.report.exists()
     monkeypatch.setenv(env_check.ALLOW_MISMATCH_VAR, "1")
-    assert env_check.main(args) == 0
-    assert "warning: version mismatch allowed: numpy" in capsys.readouterr().err
-    assert json.loads(out.read_text())["version_mismatches"][0].startswith("numpy: locked")
+    env_check.env_check(params.read(params_file), "cartpole-ppo", paths)
+    assert json.loads(paths.report.read_text())["version_mismatches"][0].startswith("numpy: locked")
 
 
 @pytest.mark.parametrize("exp", EXPERIMENTS)
 def test_train_twice_gives_identical_bytes(params_file: Path, tmp_path: Path, exp: str) -> None:
-    first = _train(params_file, tmp_path / "a", exp, seed=0)
-    second = _train(params_file, tmp_path / "b", exp, seed=0)
-    other_seed = _train(params_file, tmp_path / "c", exp, seed=1)
-    assert first[0].read_bytes() == second[0].read_bytes()
-    assert first[1].read_bytes() == second[1].read_bytes()
-    weights = [checkpoint.read_entries(run[0])["policy.pth"] for run in (first, other_seed)]
+    first = train_run(params_file, tmp_path / "a", exp, seed=0)
+    second = train_run(params_file, tmp_path / "b", exp, seed=0)
+    other_seed = train_run(params_file, tmp_path / "c", exp, seed=1)
+    for kind in ("model", "curve", "trace", "progress"):
+        assert getattr(first, kind).read_bytes() == getattr(second, kind).read_bytes(), kind
+    weights = [checkpoint.read_entries(run.model)["policy.pth"] for run in (first, other_seed)]
     assert weights[0] != weights[1]
-    curve = pd.read_csv(first[1])
+    curve = pd.read_csv(first.curve)
     assert tuple(curve.columns) == CURVE_HEADER
     assert curve["step"].is_monotonic_increasing and len(curve) > 0
-    assert checkpoint.read_meta(first[0])["algo"] == tiny_params()["experiments"][exp]["algo"]
+    assert checkpoint.read_meta(first.model)["algo"] == tiny_params()["experiments"][exp]["algo"]
 
 
 def test_sb3_checkpoint_opens_with_sb3_load(params_file: Path, tmp_path: Path) -> None:
-    model, _ = _train(params_file, tmp_path, "cartpole-ppo", seed=0)
-    loaded = PPO.load(model, device="cpu")
+    paths = train_run(params_file, tmp_path, "cartpole-ppo", seed=0)
+    loaded = PPO.load(paths.model, device="cpu")
     assert loaded.num_timesteps == 256
     assert loaded.policy.mlp_extractor.policy_net[0].out_features == 8
 
@@ -130,97 +78,101 @@ def test_sb3_checkpoint_opens_with_sb3_load(params_file: Path, tmp_path: Path) -
 def test_reinforce_budget_in_steps(tmp_path: Path) -> None:
     data = tiny_params()
     data["experiments"]["pendulum-reinforce"]["budget"] = {"steps": 50}
-    _, curve = _train(write_params(tmp_path / "p.yaml", data), tmp_path, "pendulum-reinforce", 0)
-    steps = pd.read_csv(curve)["step"]
+    paths = train_run(write_params(tmp_path / "p.yaml", data), tmp_path, "pendulum-reinforce")
+    steps = pd.read_csv(paths.curve)["step"]
     assert steps.iloc[-1] >= 50 > steps.iloc[-2]
 
 
-def test_evaluate_is_seeded_and_repeatable(params_file: Path, tmp_path: Path) -> None:
-    for exp in EXPERIMENTS:
-        model, _ = _train(params_file, tmp_path, exp, seed=0)
-        outs = []
-        for name in ("a", "b"):
-            episodes, metrics = tmp_path / f"{exp}-{name}.csv", tmp_path / f"{exp}-{name}.json"
-            _evaluate(params_file, model, episodes, metrics)
-            outs.append((episodes.read_bytes(), metrics.read_bytes()))
-        assert outs[0] == outs[1]
-        summary = json.loads(outs[0][1])
-        assert summary["episodes"] == 2
-        frame = pd.read_csv(tmp_path / f"{exp}-a.csv")
-        assert summary["return_mean"] == pytest.approx(frame["episode_return"].mean())
+@pytest.mark.parametrize("exp", EXPERIMENTS)
+def test_evaluate_is_seeded_and_repeatable(params_file: Path, tmp_path: Path, exp: str) -> None:
+    model = train_run(params_file, tmp_path, exp, seed=0).model
+    runs = [evaluate_run(params_file, model, tmp_path / name) for name in ("a", "b")]
+    assert runs[0].episodes.read_bytes() == runs[1].episodes.read_bytes()
+    assert runs[0].summary.read_bytes() == runs[1].summary.read_bytes()
+    summary = json.loads(runs[0].summary.read_text())
+    assert summary["episodes"] == 2
+    frame = pd.read_csv(runs[0].episodes)
+    assert summary["return_mean"] == pytest.approx(frame["episode_return"].mean())
 
 
-def test_metrics_plot_and_report(params_file: Path, tmp_path: Path) -> None:
-    curves, evals, progress = tmp_path / "curves", tmp_path / "eval", tmp_path / "progress"
-    stale = tmp_path / "figures" / "removed-experiment.png"
-    stale.parent.mkdir()
-    stale.write_bytes(b"old")
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Tiny params, both experiments trained and evaluated on both seeds: (params, folder)."""
+    folder = tmp_path_factory.mktemp("results")
+    params_path = write_params(folder / "params.yaml", tiny_params())
     for exp in EXPERIMENTS:
         for seed in (0, 1):
-            model, _ = _train(params_file, curves, exp, seed)
-            progress.mkdir(exist_ok=True)
-            (curves / f"{exp}-{seed}.progress.csv").rename(progress / f"{exp}-{seed}.csv")
-            _evaluate(params_file, model, evals / f"{exp}-{seed}.csv", evals / f"{exp}-{seed}.json")
-    out = tmp_path / "metrics.json"
-    base = ["--params", str(params_file)]
-    assert (
-        metrics.main(
-            [*base, "--evals", str(evals), "--progress", str(progress), "--metrics", str(out)]
-        )
-        == 0
-    )
-    result = json.loads(out.read_text())
-    assert sorted(result) == sorted(EXPERIMENTS)
-    returns = [pd.read_csv(evals / f"cartpole-ppo-{s}.csv")["episode_return"] for s in (0, 1)]
-    pooled = pd.concat(returns)
-    m = result["cartpole-ppo"]
-    assert m["return_mean"] == pytest.approx(pooled.mean(), abs=1e-4)
-    assert m["seeds"] == 2 and m["episodes"] == 4
-    assert m["return_iqm_ci95_low"] <= m["return_iqm"] <= m["return_iqm_ci95_high"]
-    assert m["threshold"] == 475.0 and m["success_rate"] == pytest.approx((pooled >= 475).mean())
-    first = out.read_bytes()
-    assert (
-        metrics.main(
-            [*base, "--evals", str(evals), "--progress", str(progress), "--metrics", str(out)]
-        )
-        == 0
-    )
-    assert out.read_bytes() == first  # the bootstrap is seeded from params
+            paths = train_run(params_path, folder / "curves", exp, seed)
+            (folder / "progress").mkdir(exist_ok=True)
+            paths.progress.rename(folder / "progress" / f"{exp}-{seed}.csv")
+            evaluate_run(params_path, paths.model, folder / "eval")
+    return params_path, folder
 
-    plot_args = [
-        *base,
-        "--curves",
-        str(curves),
-        "--metrics",
-        str(out),
-        "--out-curves",
-        str(tmp_path / "mean"),
-        "--out-episode-curves",
-        str(tmp_path / "mean_episodes"),
-        "--figures",
-        str(tmp_path / "figures"),
-    ]
-    assert plot.main(plot_args) == 0
-    names = sorted(p.name for p in (tmp_path / "figures").glob("*.png"))
+
+def _metrics_paths(folder: Path) -> metrics.Paths:
+    return metrics.Paths(folder / "eval", folder / "progress", folder / "stats", folder / "metrics")
+
+
+def test_metrics_are_pooled_statistics_and_a_short_headline(results: tuple[Path, Path]) -> None:
+    params_path, folder = results
+    paths = _metrics_paths(folder)
+    stale = paths.metrics / "removed-experiment.json"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text("{}")
+    metrics.metrics(params.read(params_path), paths)
+    assert sorted(p.stem for p in paths.metrics.glob("*.json")) == sorted(EXPERIMENTS)
+    stats = json.loads((paths.stats / "cartpole-ppo.json").read_text())
+    returns = [pd.read_csv(folder / "eval" / f"cartpole-ppo-{s}.csv") for s in (0, 1)]
+    pooled = pd.concat(returns)["episode_return"]
+    assert stats["return_mean"] == pytest.approx(pooled.mean(), abs=1e-4)
+    assert stats["seeds"] == 2 and stats["episodes"] == 4
+    assert stats["return_iqm_ci_low"] <= stats["return_iqm"] <= stats["return_iqm_ci_high"]
+    assert stats["threshold"] == 475.0
+    assert stats["success_rate"] == pytest.approx((pooled >= 475).mean())
+    headline = json.loads((paths.metrics / "cartpole-ppo.json").read_text())
+    assert set(headline) <= set(metrics.HEADLINE)
+    assert headline["iqm"] == stats["return_iqm"] and headline["mean"] == stats["return_mean"]
+    first = {p.name: p.read_bytes() for p in sorted(folder.glob("*/*.json"))}
+    metrics.metrics(params.read(params_path), paths)
+    assert first == {p.name: p.read_bytes() for p in sorted(folder.glob("*/*.json"))}
+
+
+def test_plot_and_report(results: tuple[Path, Path]) -> None:
+    params_path, folder = results
+    raw = params.read(params_path)
+    metrics.metrics(raw, _metrics_paths(folder))
+    paths = plot.Paths(
+        folder / "curves", folder / "stats", folder / "mean", folder / "by_episode", folder / "fig"
+    )
+    stale = paths.figures / "removed-experiment.png"
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_bytes(b"old")
+    plot.plot(raw, paths)
+    names = sorted(p.name for p in paths.figures.glob("*.png"))
     assert names == [
         "all-curves.png",
         "all-final-iqm.png",
         "cartpole-ppo.png",
         "pendulum-reinforce.png",
     ]
-    png = (tmp_path / "figures" / "cartpole-ppo.png").read_bytes()
+    png = (paths.figures / "cartpole-ppo.png").read_bytes()
     assert png.startswith(b"\x89PNG") and b"Software" not in png and b"matplotlib" not in png
-    assert not stale.exists()
-    figures = {p.name: p.read_bytes() for p in sorted(tmp_path.glob("figures/*"))}
-    assert plot.main(plot_args) == 0
-    assert figures == {p.name: p.read_bytes() for p in sorted(tmp_path.glob("figures/*"))}
-    by_episode = pd.read_csv(tmp_path / "mean_episodes" / "pendulum-reinforce.csv")
+    figures = {p.name: p.read_bytes() for p in sorted(paths.figures.glob("*"))}
+    plot.plot(raw, paths)
+    assert figures == {p.name: p.read_bytes() for p in sorted(paths.figures.glob("*"))}
+    by_episode = pd.read_csv(paths.episode_curves / "pendulum-reinforce.csv")
     assert by_episode["episode"].iloc[0] == 1 and set(by_episode["n_seeds"]) == {2}
 
-    page = tmp_path / "README.md"
-    report_args = [*base, "--metrics", str(out), "--requirements", str(ROOT / "requirements.txt")]
-    assert report.main([*report_args, "--out", str(page)]) == 0
-    text = page.read_text()
+    page = report.Paths(folder / "stats", ROOT / "requirements.txt", folder / "README.md")
+    text = report.report(raw, page)
     assert "| `cartpole-ppo` | CartPole-v1 | ppo | 8-8 tanh | 256 steps | 2 |" in text
     assert "![All experiments' learning curves](figures/all-curves.png)" in text
     assert "| torch | 2.13.0 |" in text
+    assert page.page.read_text() == text
+
+
+def test_missing_inputs_are_named(results: tuple[Path, Path], tmp_path: Path) -> None:
+    params_path, folder = results
+    paths = metrics.Paths(tmp_path, folder / "progress", tmp_path / "s", tmp_path / "m")
+    with pytest.raises(StageError, match=r"no evaluation .*cartpole-ppo-0.csv.*; run `dvc repro`"):
+        metrics.metrics(params.read(params_path), paths)

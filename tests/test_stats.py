@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rlrepro.stats import bootstrap_ci, iqm, t_interval
+from rlrepro.results.stats import bootstrap_ci, iqm, t_interval
 
 
 def test_iqm_is_the_mean_of_the_middle_half() -> None:

@@ -1,4 +1,4 @@
-"""`python -m rlrepro.verify` on a small committed pipeline: the same bytes under simulated
+"""`python -m tools.verify` on a small committed pipeline: the same bytes under simulated
 machines (slow), and a changed hyperparameter reported where the training traces part."""
 
 import json
@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from rlrepro.trace import TRACE_HEADER
-from rlrepro.verify import compatible, episode_parting, lock_outs, trace_parting
+from rlrepro.training.trace import TRACE_HEADER
 from tests.conftest import make_project, run, tiny_params, write_params
+from tools.verify import compatible, episode_parting, lock_outs, trace_parting
 
 
 def small_params() -> dict[str, Any]:
@@ -34,7 +34,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = make_project(tmp_path_factory.mktemp("reference") / "rlrepro", small_params())
     study = repo / "studies" / "tiny"
     study.mkdir(parents=True)
-    (study / "dvc.yaml").write_text((repo / "dvc.yaml").read_text())
+    (study / "dvc.yaml").symlink_to("../../dvc.yaml")
     data = tiny_params()
     data["root"], data["seeds"] = "../..", [3]
     del data["experiments"]["cartpole-ppo"]
@@ -55,7 +55,7 @@ def _verify(
 ) -> tuple[int, str]:
     """Run verify on `repo` (cloning into `workdir`), its command after `prefix`;
     :return: the exit code and stdout (the tables; with stderr when it failed)."""
-    command = (*prefix, sys.executable, "-m", "rlrepro.verify", "--workdir", str(workdir), *args)
+    command = (*prefix, sys.executable, "-m", "tools.verify", "--workdir", str(workdir), *args)
     result = run(repo, *command, check=False, env=env)
     return result.returncode, result.stdout + ("" if result.returncode < 2 else result.stderr)
 

@@ -5,15 +5,14 @@ from pathlib import Path
 import imageio.v3 as iio
 import pytest
 
-from rlrepro import video
-from tests.conftest import tiny_params, write_params
-from tests.test_stages import _train
+from tests.conftest import tiny_params, train_run, write_params
+from tools import video
 
 
 @pytest.mark.parametrize("exp", ["cartpole-ppo", "pendulum-reinforce"])
 def test_gif_of_first_evaluation_episode(tmp_path: Path, exp: str) -> None:
     params_file = write_params(tmp_path / "params.yaml", tiny_params())
-    _train(params_file, tmp_path / "models", exp, seed=0)
+    train_run(params_file, tmp_path / "models", exp, seed=0)
     args = ["--params", str(params_file), "--models", str(tmp_path / "models")]
     args += ["--exp", exp, "--seed", "0", "--max-frames", "6", "--out", str(tmp_path / "videos")]
     assert video.main(args) == 0
@@ -29,7 +28,7 @@ def test_live_without_a_desktop_is_a_one_line_error(
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     monkeypatch.setenv("SDL_VIDEODRIVER", "x11")  # pygame must not fall back to a dummy window
     params_file = write_params(tmp_path / "params.yaml", tiny_params())
-    _train(params_file, tmp_path / "models", "cartpole-ppo", seed=0)
+    train_run(params_file, tmp_path / "models", "cartpole-ppo", seed=0)
     args = ["--params", str(params_file), "--models", str(tmp_path / "models")]
     assert video.main([*args, "--exp", "cartpole-ppo", "--seed", "0", "--live"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

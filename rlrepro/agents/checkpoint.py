@@ -1,0 +1,88 @@
+"""Canonical checkpoints: the same trained agent always gives the same bytes.
+
+A checkpoint is a zip of named entries, stored uncompressed (compressed bytes vary with the zlib
+build) in sorted order with a fixed entry time. `rlrepro.json` holds the format version and what
+the agent is; the rest is up to the algorithm. For SB3 agents the zip stays one that SB3's
+`load` opens: its `system_info.txt` is dropped, and its `data` loses wall-clock values and the
+memory addresses in its human-readable class descriptions (SB3 reads only `:serialized:`).
+"""
+
+import io
+import json
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from rlrepro.core.errors import CheckpointError
+from rlrepro.core.files import canonical_json, write_bytes
+
+FORMAT_VERSION = 1
+META_ENTRY = "rlrepro.json"
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+# Entries of SB3's zip that carry the saving machine or the wall clock.
+_SB3_DROPPED_ENTRIES = ("system_info.txt",)
+# Keys of SB3's `data` that hold wall-clock times (start_time; episode infos carry `t`).
+_SB3_VOLATILE_KEYS = ("start_time", "ep_info_buffer", "ep_success_buffer")
+# SB3 describes each pickled class with the reprs of its members: "<function f at 0x7f...>".
+_MEMORY_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def canonical_zip(entries: dict[str, bytes]) -> bytes:
+    """Zip `entries` with sorted names, no compression and fixed times and permissions."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name in sorted(entries):
+            info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
+            info.external_attr = 0o644 << 16
+            info.create_system = 3  # unix, whatever the saving OS
+            archive.writestr(info, entries[name])
+    return buffer.getvalue()
+
+
+def write(path: Path, meta: dict[str, Any], entries: dict[str, bytes]) -> None:
+    """Write a checkpoint: `meta` (plus the format version) as `rlrepro.json`, and `entries`."""
+    header = canonical_json({"format": FORMAT_VERSION, **meta}).encode("utf-8")
+    write_bytes(path, canonical_zip({META_ENTRY: header, **entries}))
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """The `rlrepro.json` entry of checkpoint `path`.
+
+    :raises CheckpointError: when `path` is not a zip with that entry, or of another format.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            meta: dict[str, Any] = json.loads(archive.read(META_ENTRY))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as err:
+        raise CheckpointError(
+            f"{path}: not an rlrepro checkpoint ({err}); retrain it with `dvc repro`"
+        ) from None
+    if meta.get("format") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format {meta.get('format')!r}, "
+            f"this code reads {FORMAT_VERSION}; retrain with `dvc repro`"
+        )
+    return meta
+
+
+def read_entries(path: Path) -> dict[str, bytes]:
+    """Every entry of checkpoint `path` by name."""
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def sb3_entries(saved_zip: bytes) -> dict[str, bytes]:
+    """The entries of an SB3 `model.save` zip, without machine info or wall-clock values."""
+    with zipfile.ZipFile(io.BytesIO(saved_zip)) as archive:
+        entries = {
+            name: archive.read(name)
+            for name in archive.namelist()
+            if name not in _SB3_DROPPED_ENTRIES
+        }
+    data = json.loads(entries["data"])
+    for key in _SB3_VOLATILE_KEYS:
+        data.pop(key, None)
+    text = json.dumps(data, indent=4, sort_keys=True)
+    entries["data"] = _MEMORY_ADDRESS.sub("", text).encode("utf-8")
+    return entries

@@ -1,0 +1,48 @@
+"""SB3's `VecNormalize` statistics in a checkpoint: saved as canonical JSON, applied frozen."""
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.running_mean_std import RunningMeanStd
+from stable_baselines3.common.vec_env import VecNormalize
+
+from rlrepro.core.files import canonical_json
+
+ENTRY = "vecnormalize.json"
+
+
+def stats_json(env: VecNormalize) -> bytes:
+    """`env`'s settings and running statistics, as canonical JSON (floats round-trip)."""
+    obs_rms = env.obs_rms
+    assert isinstance(obs_rms, RunningMeanStd)  # a Box observation space, not a dict
+    stats = {
+        "norm_obs": env.norm_obs,
+        "norm_reward": env.norm_reward,
+        "clip_obs": env.clip_obs,
+        "clip_reward": env.clip_reward,
+        "epsilon": env.epsilon,
+        "gamma": env.gamma,
+        "obs_mean": obs_rms.mean.tolist(),
+        "obs_var": obs_rms.var.tolist(),
+        "obs_count": obs_rms.count,
+        "ret_mean": env.ret_rms.mean.tolist(),
+        "ret_var": env.ret_rms.var.tolist(),
+        "ret_count": env.ret_rms.count,
+    }
+    return canonical_json(stats).encode("utf-8")
+
+
+def _identity(obs: np.ndarray) -> np.ndarray:
+    return obs
+
+
+def normalizer(stats: dict[str, Any] | None) -> Callable[[np.ndarray], np.ndarray]:
+    """The observation normalisation of saved statistics (`stats_json`), as SB3 computes it in
+    `VecNormalize.normalize_obs`: clip((obs - mean) / sqrt(var + epsilon)), as float32; the
+    identity when there are none or they do not normalise observations."""
+    if stats is None or not stats["norm_obs"]:
+        return _identity
+    mean, var = np.asarray(stats["obs_mean"]), np.asarray(stats["obs_var"])
+    scale, clip = np.sqrt(var + stats["epsilon"]), stats["clip_obs"]
+    return lambda obs: np.clip((obs - mean) / scale, -clip, clip).astype(np.float32)

@@ -1,0 +1,49 @@
+"""The package lock (`requirements.txt`): its pins, and the installed versions that break them."""
+
+from importlib import metadata
+from pathlib import Path
+
+from packaging.requirements import Requirement
+
+from rlrepro.core.errors import StageError
+
+# The packages whose versions a reader of the results needs to see, in this order.
+KEY_PACKAGES = (
+    "torch",
+    "stable-baselines3",
+    "gymnasium",
+    "mujoco",
+    "numpy",
+    "scipy",
+    "dvc",
+)
+
+
+def locked(path: Path) -> list[Requirement]:
+    """The `name==version` lines of a pip-compile lock file.
+
+    :raises StageError: when the file is missing.
+    """
+    if not path.is_file():
+        raise StageError(f"{path}: no such lock file; run `make lock` to create it")
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [Requirement(line) for line in lines if line and not line.startswith("-")]
+
+
+def key_versions(requirements: list[Requirement]) -> dict[str, str]:
+    """The locked version of each of `KEY_PACKAGES` (`not locked` where the lock has none)."""
+    pins = {req.name.lower(): str(req.specifier).removeprefix("==") for req in requirements}
+    return {name: pins.get(name, "not locked") for name in KEY_PACKAGES}
+
+
+def mismatches(requirements: list[Requirement]) -> list[str]:
+    """One 'name: locked X, installed Y' line per requirement the installed package breaks."""
+    found = []
+    for req in requirements:
+        try:
+            installed = metadata.version(req.name)
+        except metadata.PackageNotFoundError:
+            installed = "not installed"
+        if installed == "not installed" or not req.specifier.contains(installed, prereleases=True):
+            found.append(f"{req.name}: locked {req.specifier}, installed {installed}")
+    return found

@@ -1,0 +1,69 @@
+"""Training one agent: `train` runs the algorithm family of an experiment and returns what the
+`train` stage writes (checkpoint entries, learning curve, trace, progress rows, timing).
+
+SB3's algorithms are in `rlrepro.training.sb3`, our REINFORCE in `rlrepro.training.reinforce`;
+both record into the same `Recording` (curve, trace, periodic evaluations, clock).
+"""
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+
+from rlrepro.agents.algorithms import ACTION_SPACES
+from rlrepro.core.errors import ParamsError
+from rlrepro.core.params import Experiment
+from rlrepro.training import reinforce, sb3
+from rlrepro.training.recording import Recording
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """What one training produced.
+
+    :param meta: what the agent is, for the checkpoint's `rlrepro.json`.
+    :param entries: the checkpoint's other entries, by name.
+    :param recording: the learning curve, trace, progress rows and clock of the run.
+    """
+
+    meta: dict[str, Any]
+    entries: dict[str, bytes]
+    recording: Recording
+
+
+def check(exp: Experiment, name: str) -> None:
+    """Reject an algorithm that does not take the env's action space, and hyperparameters the
+    algorithm does not take.
+
+    :raises ParamsError: naming the key and what is accepted.
+    """
+    space = gym.make(exp.env).action_space
+    needed = ACTION_SPACES.get(exp.algo)
+    if needed is not None and not isinstance(space, needed):
+        raise ParamsError(
+            f"experiments.{name}.algo: {exp.algo} needs a {needed.__name__} action space; "
+            f"{exp.env} has {space}"
+        )
+    if exp.algo == "reinforce":
+        reinforce.config(exp, name)
+    else:
+        sb3.check(exp, name, space)
+
+
+def train(
+    exp: Experiment, name: str, seed: int, trace_every: int, on_progress: Callable[[int], None]
+) -> Result:
+    """Train experiment `name` (`exp`) with `seed`, hashing the policy every `trace_every`
+    updates; `on_progress` is told the budget spent so far (in the budget's unit)."""
+    recording = Recording(exp.env, exp.periodic_eval, trace_every)
+    meta: dict[str, Any] = {"algo": exp.algo, "env": exp.env, "experiment": name, "seed": seed}
+    try:
+        if exp.algo == "reinforce":
+            network, entries = reinforce.train(exp, name, seed, recording, on_progress)
+            meta["network"] = network
+        else:
+            entries = sb3.train(exp, name, seed, recording, on_progress)
+    finally:
+        recording.close()
+    return Result(meta, entries, recording)

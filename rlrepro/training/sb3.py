@@ -1,0 +1,199 @@
+"""Training with Stable-Baselines3's algorithms: params to SB3's arguments, and `learn` with a
+callback that records the run.
+
+Hyperparameters are SB3's keyword arguments, checked against the algorithm's signature; a
+learning rate or clip range may be `{schedule: linear, start, end}` (SB3's `LinearSchedule`) and
+`action_noise: {normal: sigma}` a `NormalActionNoise`. The checkpoint is SB3's own zip, made
+canonical, plus the `VecNormalize` statistics when training used them.
+"""
+
+import inspect
+import io
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.noise import NormalActionNoise
+from stable_baselines3.common.utils import LinearSchedule
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from rlrepro.agents import checkpoint, normalize
+from rlrepro.agents.algorithms import sb3_actor, sb3_class
+from rlrepro.agents.networks import activation
+from rlrepro.agents.rollout import Actor, Episode
+from rlrepro.core.errors import ParamsError
+from rlrepro.core.params import Experiment
+from rlrepro.training.recording import Recording
+
+# Hyperparameters that may be a schedule of the training progress, `{schedule: linear, ...}`.
+_SCHEDULABLE = ("learning_rate", "clip_range", "clip_range_vf")
+# Arguments of an SB3 algorithm that the pipeline sets itself, never from hyperparams.
+_RESERVED = frozenset(
+    {
+        "self",
+        "policy",
+        "env",
+        "seed",
+        "device",
+        "policy_kwargs",
+        "verbose",
+        "tensorboard_log",
+        "_init_setup_model",
+        "kwargs",
+    }
+)
+
+
+def check(exp: Experiment, name: str, action_space: gym.Space[Any]) -> None:
+    """Reject a hyperparameter that `exp.algo` does not take, or a number written as text.
+
+    :raises ParamsError: naming the key and what is accepted.
+    """
+    where = f"experiments.{name}.hyperparams"
+    signature = inspect.signature(sb3_class(exp.algo)).parameters
+    accepted = sorted(set(signature) - _RESERVED)
+    for key in sorted(exp.hyperparams):
+        if key not in accepted:
+            raise ParamsError(
+                f"{where}.{key}: unknown hyperparameter of {exp.algo}; "
+                f"accepted: {', '.join(accepted)}"
+            )
+        default, value = signature[key].default, exp.hyperparams[key]
+        if isinstance(default, int | float) and isinstance(value, str):
+            raise ParamsError(
+                f"{where}.{key}: expected a number, got {value!r} "
+                "(YAML reads 1e-4 as text: write 1.0e-4)"
+            )
+    kwargs(exp, name, action_space)
+
+
+def kwargs(exp: Experiment, name: str, action_space: gym.Space[Any]) -> dict[str, Any]:
+    """The SB3 keyword arguments of `exp.hyperparams`: schedules become `LinearSchedule`s,
+    `action_noise: {normal: sigma}` a `NormalActionNoise`, lists (`train_freq`) tuples.
+
+    :raises ParamsError: for a schedule or noise that is not one of these.
+    """
+    where = f"experiments.{name}.hyperparams"
+    result: dict[str, Any] = {}
+    for key, value in exp.hyperparams.items():
+        if isinstance(value, dict) and key in _SCHEDULABLE:
+            if sorted(value) != ["end", "schedule", "start"] or value["schedule"] != "linear":
+                raise ParamsError(
+                    f"{where}.{key}: expected a number or "
+                    f"{{schedule: linear, start: <number>, end: <number>}}, got {value!r}"
+                )
+            result[key] = LinearSchedule(float(value["start"]), float(value["end"]), 1.0)
+        elif key == "action_noise" and value is not None:
+            if not isinstance(value, dict) or sorted(value) != ["normal"]:
+                raise ParamsError(f"{where}.{key}: expected {{normal: <sigma>}}, got {value!r}")
+            shape = action_space.shape or (1,)
+            sigma = float(value["normal"]) * np.ones(shape)
+            result[key] = NormalActionNoise(mean=np.zeros(shape), sigma=sigma)
+        elif isinstance(value, list):
+            result[key] = tuple(value)
+        else:
+            result[key] = value
+    return result
+
+
+def gamma(exp: Experiment) -> float:
+    """The discount factor of `exp`: its `gamma` hyperparameter, else the algorithm's default."""
+    default = inspect.signature(sb3_class(exp.algo)).parameters["gamma"].default
+    return float(exp.hyperparams.get("gamma", default))
+
+
+class _Recorder(BaseCallback):
+    """Records every finished episode (from SB3's Monitor infos), traces updates, evaluates when
+    due and reports progress. A rollout starts after each update, so the k-th rollout start
+    (from 0) follows update k.
+    """
+
+    def __init__(self, recording: Recording, on_progress: Callable[[int], None]) -> None:
+        super().__init__()
+        self.recording, self.on_progress = recording, on_progress
+        self.updates = 0
+
+    def _on_training_start(self) -> None:
+        self.recording.evaluate(0, self._actor)
+
+    def _on_rollout_start(self) -> None:
+        self._trace(force=False)
+        self.updates += 1
+
+    def _on_training_end(self) -> None:
+        self._trace(force=True)
+        self.recording.evaluate(self.num_timesteps, self._actor, last=True)
+
+    def _trace(self, force: bool) -> None:
+        params = self.model.policy.parameters()
+        obs = self.model._last_obs
+        self.recording.trace.record(self.updates, self.num_timesteps, params, obs, force=force)
+
+    def _actor(self) -> Actor:
+        env = self.model.get_vec_normalize_env()
+        return sb3_actor(self.model, env.normalize_obs if env else _identity)  # type: ignore[arg-type]
+
+    def _on_step(self) -> bool:
+        for info in self.locals["infos"]:
+            if "episode" in info:
+                ep = info["episode"]
+                self.recording.episode(Episode(self.num_timesteps, float(ep["r"]), int(ep["l"])))
+        self.recording.evaluate(self.num_timesteps, self._actor)
+        self.on_progress(self.num_timesteps)
+        return True
+
+
+def _identity(obs: np.ndarray) -> np.ndarray:
+    return obs
+
+
+def _model(exp: Experiment, name: str, seed: int) -> BaseAlgorithm:
+    env: VecEnv = make_vec_env(exp.env, n_envs=exp.n_envs, seed=seed)
+    if exp.normalize is not None:
+        env = VecNormalize(
+            env,
+            norm_obs=exp.normalize.obs,
+            norm_reward=exp.normalize.reward,
+            clip_obs=exp.normalize.clip_obs,
+            gamma=gamma(exp),
+        )
+    policy_kwargs = {
+        "net_arch": list(exp.policy.hidden),
+        "activation_fn": activation(exp.policy.activation),
+    }
+    return sb3_class(exp.algo)(
+        "MlpPolicy",
+        env,
+        seed=seed,
+        device="cpu",
+        verbose=0,
+        policy_kwargs=policy_kwargs,
+        **kwargs(exp, name, env.action_space),
+    )
+
+
+def train(
+    exp: Experiment,
+    name: str,
+    seed: int,
+    recording: Recording,
+    on_progress: Callable[[int], None],
+) -> dict[str, bytes]:
+    """Train SB3 agent `exp` with `seed` for its budget of env steps, recording into
+    `recording`; :return: the checkpoint entries (SB3's zip, canonical, and VecNormalize's)."""
+    model = _model(exp, name, seed)
+    model.learn(total_timesteps=exp.budget["steps"], callback=_Recorder(recording, on_progress))
+    env = model.get_env()
+    assert env is not None
+    env.close()
+    saved = io.BytesIO()
+    model.save(saved)
+    entries = checkpoint.sb3_entries(saved.getvalue())
+    normalizing = model.get_vec_normalize_env()
+    if normalizing is not None:
+        entries[normalize.ENTRY] = normalize.stats_json(normalizing)
+    return entries

@@ -1,0 +1,293 @@
+"""`make verify`: rerun the committed pipeline from nothing and compare its outputs byte for byte.
+
+In a fresh clone of the repository at `--rev` (another path, an empty DVC cache; persistent outputs
+never use the run-cache) `dvc repro --force` reruns every stage, with this shell's environment.
+Then each stage's output hashes are compared with the committed `dvc.lock`, one row per stage:
+identical, or differs and where: for `train`, the first update at which the training traces part;
+for `evaluate`, the first differing episode. Exit 0 only when every stage is identical, 1 when one
+differs, 2 when the rerun fails.
+
+`--stats` is for machines whose bytes cannot match (another CPU architecture or simulator build):
+the physics check only warns, and per experiment the evaluation returns of all seeds are compared
+with the committed ones by a two-sided Mann-Whitney U test; exit 0 when every experiment is
+compatible (p >= `--alpha`), else 1.
+"""
+
+import argparse
+import csv
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NamedTuple
+
+import yaml
+from scipy.stats import mannwhitneyu
+
+from rlrepro.core import layout, params
+from rlrepro.core.errors import UserError
+from rlrepro.machine.physics import ALLOW_MISMATCH_VAR
+from rlrepro.training import trace
+
+Committed = Callable[[str], str | None]
+
+
+class Row(NamedTuple):
+    """One line of a result table."""
+
+    name: str
+    result: str
+    detail: str = ""
+
+
+def lock_outs(lock_text: str) -> dict[str, dict[str, str | None]]:
+    """Each stage's outputs in a `dvc.lock` text, as {stage: {path: md5}}."""
+    stages = (yaml.safe_load(lock_text) or {}).get("stages", {})
+    return {
+        name: {out["path"]: out.get("md5") for out in spec.get("outs", [])}
+        for name, spec in stages.items()
+    }
+
+
+def trace_parting(committed: str | None, rerun: Path) -> str | None:
+    """Where a rerun's training trace first parts from the committed one's text, if they do."""
+    if committed is None or not rerun.is_file():
+        return None
+    ours, theirs = trace.parse(rerun.read_text()), trace.parse(committed)
+    point = trace.first_parting(ours, theirs)
+    if point is None:
+        return None
+    same_update = [p for p in theirs if p.update == point.update]
+    if not same_update:
+        return f"traces part at update {point.update} (step {point.step}): it was not recorded"
+    what = "policy parameters" if same_update[0].params != point.params else "observations"
+    return f"traces part at update {point.update} (step {point.step}): {what}"
+
+
+def episode_parting(committed: str | None, rerun: Path) -> str | None:
+    """The first episode whose row in a rerun's evaluation CSV differs from the committed one."""
+    if committed is None or not rerun.is_file():
+        return None
+    ours = list(csv.reader(rerun.read_text().splitlines()))
+    theirs = list(csv.reader(committed.splitlines()))
+    for index, (row, was) in enumerate(zip(ours[1:], theirs[1:], strict=False)):
+        if row != was:
+            return f"first differing episode {index}: return {row[1]}, committed {was[1]}"
+    return None if len(ours) == len(theirs) else "the number of episodes differs"
+
+
+def compare(committed_lock: str, rerun_lock: str, workdir: Path, committed: Committed) -> list[Row]:
+    """One row per stage of either lock: identical, or differs (and where), or missing."""
+    before, after = lock_outs(committed_lock), lock_outs(rerun_lock)
+    rows = []
+    for stage in sorted(before.keys() | after.keys()):
+        if stage not in after or stage not in before:
+            rows.append(
+                Row(
+                    stage,
+                    "missing",
+                    "not in the " + ("rerun" if stage in before else "committed dvc.lock"),
+                )
+            )
+            continue
+        differing = sorted(
+            p
+            for p in before[stage].keys() | after[stage].keys()
+            if before[stage].get(p) != after[stage].get(p)
+        )
+        if not differing:
+            rows.append(Row(stage, "identical"))
+            continue
+        where = None
+        for path in differing:
+            if Path(path).parent == layout.TRACES:
+                where = trace_parting(committed(path), workdir / path)
+            elif Path(path).parent == layout.EVALS and path.endswith(".csv"):
+                where = episode_parting(committed(path), workdir / path)
+            if where:
+                break
+        rows.append(Row(stage, "differs", where or ", ".join(differing)))
+    return rows
+
+
+def eval_returns(
+    exp: str, seeds: tuple[int, ...], read: Callable[[str], str | None]
+) -> list[float]:
+    """The evaluation returns of experiment `exp`'s seeds, in every file that `read` finds."""
+    returns = []
+    for seed in seeds:
+        text = read(layout.run_file(layout.EVALS, exp, seed, ".csv").as_posix())
+        if text is not None:
+            returns += [float(row["episode_return"]) for row in csv.DictReader(text.splitlines())]
+    return returns
+
+
+def compatible(committed: list[float], rerun: list[float], alpha: float) -> Row:
+    """The two-sided Mann-Whitney U test of two samples of returns, as a table row's result and
+    detail: compatible when p >= `alpha` (identical samples give p = 1)."""
+    if not committed or not rerun:
+        return Row("", "missing", "no evaluation returns to compare")
+    p_value = 1.0 if committed == rerun else float(mannwhitneyu(committed, rerun).pvalue)
+    result = "compatible" if p_value >= alpha else "differs"
+    return Row(
+        "",
+        result,
+        (
+            f"committed {_mean_std(committed)} (n={len(committed)}), "
+            f"rerun {_mean_std(rerun)} (n={len(rerun)}), Mann-Whitney U p={p_value:.3g}"
+        ),
+    )
+
+
+def _mean_std(values: list[float]) -> str:
+    return f"{statistics.fmean(values):.2f} ± {statistics.pstdev(values):.2f}"
+
+
+def print_table(title: str, rows: list[Row]) -> None:
+    """Rows as aligned columns under `title`."""
+    width = max(len(row.name) for row in rows)
+    print(f"\n{title}")
+    for row in rows:
+        print(f"  {row.name:<{width}}  {row.result:<10}  {row.detail}".rstrip())
+
+
+class VerifyError(UserError):
+    """A step that could not run; its message is one line saying which and why."""
+
+
+def _git(repo: Path, *args: str) -> str:
+    result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        why = (result.stderr.strip().splitlines() or ["failed"])[-1]
+        raise VerifyError(f"git {' '.join(args)} in {repo}: {why}")
+    return result.stdout
+
+
+def _show(repo: Path, pipeline: str) -> Committed:
+    """The committed text of a path relative to the pipeline folder `pipeline`, if any."""
+
+    def committed(path: str) -> str | None:
+        name = Path(pipeline, path).as_posix()
+        result = subprocess.run(
+            ["git", "-C", str(repo), "show", f"HEAD:{name}"], capture_output=True, text=True
+        )
+        return result.stdout if result.returncode == 0 else None
+
+    return committed
+
+
+@contextmanager
+def _workdir(path: Path | None) -> Iterator[Path]:
+    """`path` (created, kept), or a temporary folder removed afterwards."""
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+        yield path / "rlrepro"
+        return
+    folder = Path(tempfile.mkdtemp(prefix="rlrepro-verify-"))
+    try:
+        yield folder / "rlrepro"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def rerun(repo: Path, rev: str, clone: Path, pipeline: str, stats: bool) -> int:
+    """Clone `repo` at `rev` into `clone`, run `dvc repro --force` of the pipeline in folder
+    `pipeline` there (its log on stderr)."""
+    if clone.exists() and any(clone.iterdir()):
+        raise VerifyError(f"--workdir: {clone} is not empty; give a new or empty folder")
+    _git(repo, "clone", "--quiet", "--no-hardlinks", ".", str(clone.resolve()))
+    _git(clone, "checkout", "--quiet", "--detach", rev)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    if stats:
+        env[ALLOW_MISMATCH_VAR] = "1"
+    target = Path(pipeline, "dvc.yaml").as_posix()
+    print(f"verify: rerunning {target} of {rev} in {clone}", file=sys.stderr, flush=True)
+    return subprocess.run(
+        ["dvc", "repro", "--force", target], cwd=clone, env=env, stdout=sys.stderr.fileno()
+    ).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rerun the committed pipeline in a clone and print how its outputs compare."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repo", type=Path, default=Path(), help="the git repository")
+    parser.add_argument("--rev", default="HEAD", help="the commit to verify (default: HEAD)")
+    parser.add_argument("--workdir", type=Path, help="clone into this folder and keep it")
+    parser.add_argument(
+        "--pipeline", default=".", help="the pipeline's folder: . (default) or studies/<name>"
+    )
+    parser.add_argument("--stats", action="store_true", help="compare evaluations statistically")
+    parser.add_argument("--alpha", type=float, default=0.05, help="--stats significance level")
+    args = parser.parse_args(argv)
+    if not 0 < args.alpha < 1:
+        print(f"error: --alpha: expected a number in (0, 1), got {args.alpha}", file=sys.stderr)
+        return 2
+    try:
+        return verify(args.repo, args.rev, args.workdir, args.pipeline, args.stats, args.alpha)
+    except (VerifyError, UserError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def verify(
+    repo: Path, rev: str, workdir: Path | None, pipeline: str, stats: bool, alpha: float
+) -> int:
+    """Rerun the pipeline in folder `pipeline` of `repo` at `rev` in a clone (in `workdir`, else
+    a temporary folder) and print the tables; :return: the exit code (0 identical or
+    compatible, 1 not, 2 the rerun failed)."""
+    root = Path(_git(repo, "rev-parse", "--show-toplevel").strip())
+    try:
+        commit = _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").strip()
+    except VerifyError:
+        raise VerifyError(
+            f"--rev {rev}: not a commit in {root}; give a branch, tag or hash"
+        ) from None
+    if not (root / pipeline / "dvc.yaml").is_file():
+        raise VerifyError(f"--pipeline {pipeline}: no dvc.yaml there; give . or studies/<name>")
+    if _git(root, "status", "--porcelain", "--untracked-files=no"):
+        print(f"verify: uncommitted changes in {root} are not verified", file=sys.stderr)
+    with _workdir(workdir) as clone:
+        if rerun(root, commit, clone, pipeline, stats) != 0:
+            print(
+                "error: dvc repro --force failed in the clone (its log is above)", file=sys.stderr
+            )
+            return 2
+        here, committed = clone / pipeline, _show(clone, pipeline)
+        rows = compare(
+            committed("dvc.lock") or "", (here / "dvc.lock").read_text(), here, committed
+        )
+        same = sum(row.result == "identical" for row in rows)
+        print_table(
+            f"Stages of {commit[:12]} rerun, byte for byte against dvc.lock "
+            f"({same} of {len(rows)} identical):",
+            rows,
+        )
+        if not stats:
+            return 0 if same == len(rows) else 1
+        raw = params.read(here / "params.yaml")
+        tests = []
+        seeds = params.seeds(raw)
+        for exp in params.section_names(raw, "experiments"):
+            row = compatible(
+                eval_returns(exp, seeds, committed), eval_returns(exp, seeds, _reader(here)), alpha
+            )
+            tests.append(row._replace(name=exp))
+        print_table(f"Evaluation returns, rerun against committed (alpha={alpha}):", tests)
+        return 0 if all(row.result == "compatible" for row in tests) else 1
+
+
+def _reader(root: Path) -> Callable[[str], str | None]:
+    def read(path: str) -> str | None:
+        file = root / path
+        return file.read_text() if file.is_file() else None
+
+    return read
+
+
+if __name__ == "__main__":
+    sys.exit(main())
