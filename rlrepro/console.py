@@ -13,8 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-from tqdm import tqdm
-
 from rlrepro.core.errors import UserError
 
 T = TypeVar("T")
@@ -27,7 +25,7 @@ HELP = {
     "requirements": "the package lock file (requirements.txt)",
     "references": "the committed physics digests (references/physics.json)",
     "facts": "where to write this machine's facts (untracked)",
-    "report": "the JSON report to write",
+    "reports": "the folder of JSON reports to write (<exp>.json)",
     "model": "the checkpoint (.zip)",
     "curve": "the learning curve to write (.csv)",
     "trace": "the training trace to write (.csv)",
@@ -95,11 +93,11 @@ class Progress:
         self.stream = stream or sys.stderr
         self.done = 0
         self._next_line = 0
-        self._bar = (
-            tqdm(total=total, unit=unit, desc=label, file=self.stream)
-            if self.stream.isatty()
-            else None
-        )
+        self._bar = None
+        if self.stream.isatty():
+            from tqdm import tqdm  # only on a terminal: a plain run does not pay its import
+
+            self._bar = tqdm(total=total, unit=unit, desc=label, file=self.stream)
 
     def update(self, done: int) -> None:
         """Set the amount done so far to `done`."""

@@ -1,30 +1,39 @@
-"""Stage `env_check`: the env works, simulates as the reference does, and packages are locked.
+"""Stage `env_check`: each env works and simulates as the reference does, and packages are locked.
 
-Reads `experiments.<exp>.env` and `env_check` from params, the lock (`--requirements`) and the
-physics references (`--references`); runs Gymnasium's and SB3's env checkers and hashes a fixed
-rollout (`rlrepro.machine.physics`); writes a JSON report (`--report`: env spec, checks, digest,
-locked key versions) that `train` depends on, and this machine's facts to an untracked file
-(`--facts`). A package whose installed version differs from the lock fails the stage, unless
+Reads `experiments` (their envs) and `env_check` from params, the lock (`--requirements`) and the
+physics references (`--references`). For each env once: runs Gymnasium's and SB3's env checkers
+and hashes a fixed rollout (`rlrepro.machine.physics`). Writes one JSON report per experiment
+(`--reports/<exp>.json`: env spec, checks, digest, locked key versions), which that experiment's
+`train` depends on, and this machine's facts to an untracked file (`--facts`).
+
+It runs on every `dvc repro` (a check of this machine, not of changed inputs), so it is cheap
+when nothing could have changed: when the fingerprint of this machine, its installed packages,
+the lock, the references, the check's code and params (`rlrepro.machine.fingerprint`) equals the
+last full check's, it rewrites that check's reports (the same bytes) without rerunning it.
+
+A package whose installed version differs from the lock fails the stage, unless
 RLREPRO_ALLOW_VERSION_MISMATCH=1 turns that into a warning (recorded in the report); a physics
 digest that differs from the reference fails it too, unless RLREPRO_ALLOW_PHYSICS_MISMATCH=1
 (which `make verify-stats` sets, to compare such a machine's results statistically).
 """
 
 import dataclasses
+import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from rlrepro import console
-from rlrepro.core import params, requirements
+from rlrepro.core import layout, params, requirements
 from rlrepro.core.errors import StageError
-from rlrepro.core.files import write_json
-from rlrepro.machine import facts, physics
-from rlrepro.machine.envs import check_env
+from rlrepro.core.files import remove_others, write_json
+from rlrepro.machine.fingerprint import fingerprint
 
 ALLOW_MISMATCH_VAR = "RLREPRO_ALLOW_VERSION_MISMATCH"
-ALLOW_PHYSICS_VAR = physics.ALLOW_MISMATCH_VAR
+ALLOW_PHYSICS_VAR = "RLREPRO_ALLOW_PHYSICS_MISMATCH"
+# The check's own code: a change to it makes the next check a full one.
+_CODE = [Path(__file__), *sorted((Path(__file__).parents[1] / "rlrepro" / "machine").glob("*.py"))]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,16 +43,27 @@ class Paths:
     requirements: Path
     references: Path
     facts: Path
-    report: Path
+    reports: Path
 
 
-def env_check(raw: dict[str, Any], exp_name: str, paths: Paths) -> dict[str, Any]:
-    """Check experiment `exp_name`'s env, the installed versions and the physics; write the report
-    and the machine facts; :return: the report.
+def _envs(raw: dict[str, Any]) -> dict[str, str]:
+    """Each experiment's env id, as params write it (validated by a full check)."""
+    experiments = raw.get("experiments")
+    if not isinstance(experiments, dict) or not experiments:
+        params.section_names(raw, "experiments")  # raises the one-line error
+    return {
+        name: str(spec.get("env")) if isinstance(spec, dict) else ""
+        for name, spec in experiments.items()
+    }
 
-    :raises StageError: on a version or physics mismatch that the environment does not allow.
-    """
-    exp = params.experiment(raw, exp_name)
+
+def _full_check(raw: dict[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
+    """Check every env of params once, the versions and the physics; :return: the report of
+    each experiment."""
+    from rlrepro.machine import facts, physics
+    from rlrepro.machine.envs import check_env
+
+    experiments = {name: params.experiment(raw, name) for name in _envs(raw)}
     settings = params.section(raw, params.EnvCheck, "env_check")
     locked = requirements.locked(paths.requirements)
     mismatches = requirements.mismatches(locked)
@@ -55,25 +75,55 @@ def env_check(raw: dict[str, Any], exp_name: str, paths: Paths) -> dict[str, Any
     for line in mismatches:
         print(f"warning: version mismatch allowed: {line}", file=sys.stderr)
     write_json(paths.facts, facts.facts())
-    digest = physics.check(exp.env, settings.digest_steps, settings.digest_seed, paths.references)
-    report = {
-        **check_env(exp.env),
-        "key_versions": requirements.key_versions(locked),
-        "version_mismatches": mismatches,
-        "physics_digest": {
-            "steps": settings.digest_steps,
-            "seed": settings.digest_seed,
-            "sha256": digest,
-        },
-    }
-    write_json(paths.report, report)
-    return report
+    by_env = {}
+    for env_id in sorted({exp.env for exp in experiments.values()}):
+        by_env[env_id] = {
+            **check_env(env_id),
+            "key_versions": requirements.key_versions(locked),
+            "version_mismatches": mismatches,
+            "physics_digest": {
+                "steps": settings.digest_steps,
+                "seed": settings.digest_seed,
+                "sha256": physics.check(
+                    env_id, settings.digest_steps, settings.digest_seed, paths.references
+                ),
+            },
+        }
+    return {name: by_env[exp.env] for name, exp in experiments.items()}
+
+
+def env_check(raw: dict[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
+    """Check this machine for every experiment's env (or reuse the last full check, when its
+    fingerprint is this one's); write the reports; :return: the report of each experiment.
+
+    :raises StageError: on a version or physics mismatch that the environment does not allow.
+    """
+    settings = json.dumps(
+        [
+            _envs(raw),
+            raw.get("env_check"),
+            [os.environ.get(v) for v in (ALLOW_MISMATCH_VAR, ALLOW_PHYSICS_VAR)],
+        ],
+        sort_keys=True,
+    )
+    stamp = fingerprint([paths.requirements, paths.references, *_CODE], settings)
+    cache = paths.facts.with_name("env_check.json")
+    last = json.loads(cache.read_text()) if cache.is_file() else {}
+    if last.get("fingerprint") == stamp:
+        reports: dict[str, dict[str, Any]] = last["reports"]
+    else:
+        reports = _full_check(raw, paths)
+        write_json(cache, {"fingerprint": stamp, "reports": reports})
+    for name, report in reports.items():
+        write_json(layout.experiment_file(paths.reports, name, ".json"), report)
+    remove_others(paths.reports, set(reports))
+    return reports
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Check experiment `--exp`'s env and this machine; write `--report`."""
-    params_file, chosen, paths = console.parse(__doc__, Paths, argv, exp=str)
-    return console.run(lambda: env_check(params.read(params_file), chosen["exp"], paths))
+    """Check this machine for every experiment's env; write `--reports/<exp>.json`."""
+    params_file, _, paths = console.parse(__doc__, Paths, argv)
+    return console.run(lambda: env_check(params.read(params_file), paths))
 
 
 if __name__ == "__main__":

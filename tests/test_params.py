@@ -141,13 +141,14 @@ def test_env_check_rejects_unknown_env(tmp_path: Path, capsys: pytest.CaptureFix
     paths = env_check.Paths(
         ROOT / "requirements.txt",
         ROOT / "references/physics.json",
-        tmp_path / "f.json",
-        tmp_path / "r",
+        tmp_path / "machine" / "facts.json",
+        tmp_path / "reports",
     )
-    paths.report.write_text("{}\n")
-    assert env_check.main(argv(path, paths, exp="cartpole-ppo")) == 2
+    paths.reports.mkdir()
+    (paths.reports / "cartpole-ppo.json").write_text("{}\n")
+    assert env_check.main(argv(path, paths)) == 2
     assert "experiments.cartpole-ppo.env: unknown env id 'Nope-v0'" in capsys.readouterr().err
-    assert paths.report.read_text() == "{}\n"
+    assert (paths.reports / "cartpole-ppo.json").read_text() == "{}\n"
 
 
 def test_evaluate_rejects_zero_episodes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

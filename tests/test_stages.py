@@ -18,25 +18,49 @@ EXPERIMENTS = ("cartpole-ppo", "pendulum-reinforce")
 
 
 def _check_paths(tmp_path: Path, lock: Path = ROOT / "requirements.txt") -> env_check.Paths:
+    references = tmp_path / "physics.json"
+    references.write_bytes((ROOT / "references" / "physics.json").read_bytes())
     return env_check.Paths(
         requirements=lock,
-        references=ROOT / "references" / "physics.json",
+        references=references,
         facts=tmp_path / "machine" / "facts.json",
-        report=tmp_path / "report.json",
+        reports=tmp_path / "reports",
     )
 
 
-def test_env_check_writes_machine_free_report(params_file: Path, tmp_path: Path) -> None:
+def test_env_check_writes_machine_free_reports(params_file: Path, tmp_path: Path) -> None:
     paths = _check_paths(tmp_path)
-    env_check.env_check(params.read(params_file), "pendulum-reinforce", paths)
-    report_data = json.loads(paths.report.read_text())
+    env_check.env_check(params.read(params_file), paths)
+    assert sorted(p.name for p in paths.reports.iterdir()) == [f"{e}.json" for e in EXPERIMENTS]
+    report_data = json.loads((paths.reports / "pendulum-reinforce.json").read_text())
     assert report_data["env"] == "InvertedPendulum-v5"
     assert report_data["reward_threshold"] == 950.0
     assert report_data["version_mismatches"] == []
     assert report_data["key_versions"]["torch"] == "2.13.0"
-    text = paths.report.read_text()
+    text = (paths.reports / "pendulum-reinforce.json").read_text()
     assert str(ROOT) not in text and "/tmp" not in text and "\x1b" not in text
     assert json.loads(paths.facts.read_text())["cpu_count"] >= 1
+
+
+def test_env_check_reuses_the_last_check_until_anything_it_covers_changes(
+    params_file: Path, tmp_path: Path
+) -> None:
+    paths = _check_paths(tmp_path)
+    raw = params.read(params_file)
+    first = env_check.env_check(raw, paths)
+    record = paths.facts.with_name("env_check.json")
+    kept = json.loads(record.read_text())
+    kept["reports"]["cartpole-ppo"]["env"] = "reused"  # what a rerun would return if it reused
+    record.write_text(json.dumps(kept))
+    assert env_check.env_check(raw, paths)["cartpole-ppo"]["env"] == "reused"
+    refs = json.loads(paths.references.read_text())
+    refs["CartPole-v1"]["sha256"] = "0" * 64
+    paths.references.write_text(json.dumps(refs))  # the references changed: a full check runs
+    with pytest.raises(StageError, match="CartPole-v1: this machine's simulator parts"):
+        env_check.env_check(raw, paths)
+    paths.references.write_bytes((ROOT / "references" / "physics.json").read_bytes())
+    record.unlink()  # no record of a last check: a full check
+    assert env_check.env_check(raw, paths) == first
 
 
 def test_env_check_fails_on_version_mismatch_unless_allowed(
@@ -46,11 +70,11 @@ def test_env_check_fails_on_version_mismatch_unless_allowed(
     lock.write_text("numpy==0.0.1\n")
     paths = _check_paths(tmp_path, lock)
     with pytest.raises(StageError, match=r"numpy: locked ==0\.0\.1, installed"):
-        env_check.env_check(params.read(params_file), "cartpole-ppo", paths)
-    assert not paths.report.exists()
+        env_check.env_check(params.read(params_file), paths)
+    assert not paths.reports.exists()
     monkeypatch.setenv(env_check.ALLOW_MISMATCH_VAR, "1")
-    env_check.env_check(params.read(params_file), "cartpole-ppo", paths)
-    assert json.loads(paths.report.read_text())["version_mismatches"][0].startswith("numpy: locked")
+    reports = env_check.env_check(params.read(params_file), paths)
+    assert reports["cartpole-ppo"]["version_mismatches"][0].startswith("numpy: locked")
 
 
 @pytest.mark.parametrize("exp", EXPERIMENTS)

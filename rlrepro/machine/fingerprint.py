@@ -1,0 +1,50 @@
+"""A cheap fingerprint of everything a machine check depends on, to skip a check that would only
+repeat the last one.
+
+It hashes what could change the check's result, read without importing numpy, torch or the envs:
+the installed distributions (every `*.dist-info` name, which carries the version, in every
+site-packages folder), the CPU (model name and flags) and the machine, Python's version, the
+package lock and the physics references (their bytes), the check's own code, and what params ask
+for. A package edited in place without a new version is not seen: delete the last check's record
+(`reports/machine/env_check.json`) to force a full check.
+"""
+
+import hashlib
+import platform
+import site
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def _cpu() -> str:
+    """The first CPU's model name and flags from /proc/cpuinfo (or the platform's name)."""
+    info = Path("/proc/cpuinfo")
+    if not info.is_file():
+        return platform.processor()
+    lines = info.read_text().split("\n\n", 1)[0].splitlines()
+    return "\n".join(line for line in lines if line.startswith(("model name", "flags")))
+
+
+def _distributions() -> list[str]:
+    """The names of the installed distributions' metadata folders (`name-version.dist-info`)."""
+    folders = {Path(p) for p in [*site.getsitepackages(), *sys.path] if p.endswith("-packages")}
+    return sorted(
+        entry.name
+        for folder in folders
+        if folder.is_dir()
+        for entry in folder.iterdir()
+        if entry.name.endswith((".dist-info", ".egg-info"))
+    )
+
+
+def fingerprint(files: Iterable[Path], settings: str) -> str:
+    """The sha256 (hex) of this machine and its packages, the bytes of `files` (the lock, the
+    references, the check's code) and `settings` (what params ask the check for)."""
+    digest = hashlib.sha256()
+    for part in (_cpu(), platform.machine(), sys.version, "\n".join(_distributions()), settings):
+        digest.update(part.encode() + b"\0")
+    for file in files:
+        digest.update(str(file.name).encode() + b"\0")
+        digest.update(file.read_bytes() if file.is_file() else b"missing")
+    return digest.hexdigest()
