@@ -51,6 +51,7 @@ def _envs(raw: dict[str, Any]) -> dict[str, str]:
     experiments = raw.get("experiments")
     if not isinstance(experiments, dict) or not experiments:
         params.section_names(raw, "experiments")  # raises the one-line error
+        return {}
     return {
         name: str(spec.get("env")) if isinstance(spec, dict) else ""
         for name, spec in experiments.items()
