@@ -2,8 +2,9 @@
 
 Reads `numerics` and `evaluate` from params and the checkpoint (`--model`, which names its
 algorithm and env); runs `evaluate.episodes` episodes, episode `i` reset with seed
-`evaluate.seed + i`, with the argmax or Gaussian-mean action; writes the per-episode results
-(`--episodes`, CSV) and their summary (`--summary`, JSON).
+`evaluate.seed + i`, with the argmax or Gaussian-mean action, all episodes side by side (one
+policy call per step for every live episode); writes the per-episode results (`--episodes`, CSV)
+and their summary (`--summary`, JSON).
 """
 
 import dataclasses
@@ -41,11 +42,14 @@ def evaluate(raw: dict[str, Any], paths: Paths) -> list[Episode]:
         raise StageError(f"{paths.model}: no such checkpoint; run `dvc repro` to train it")
     numerics.configure_torch(pins.torch_threads)
     numerics.seed_everything(settings.seed)
-    env = gym.make(checkpoint.read_meta(paths.model)["env"])
+    env_id = checkpoint.read_meta(paths.model)["env"]
+    envs = [gym.make(env_id) for _ in range(settings.episodes)]
     try:
-        episodes = rollout(env, load_actor(paths.model, env), settings.episodes, settings.seed)
+        act = load_actor(paths.model, envs[0])
+        episodes = rollout(envs, act, settings.episodes, settings.seed)
     finally:
-        env.close()
+        for env in envs:
+            env.close()
     write_csv(paths.episodes, EPISODES_HEADER, episodes)
     write_json(paths.summary, summary(episodes))
     return episodes

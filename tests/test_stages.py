@@ -200,3 +200,22 @@ def test_missing_inputs_are_named(results: tuple[Path, Path], tmp_path: Path) ->
     paths = metrics.Paths(tmp_path, folder / "progress", tmp_path / "s", tmp_path / "m")
     with pytest.raises(StageError, match=r"no evaluation .*cartpole-ppo-0.csv.*; run `dvc repro`"):
         metrics.metrics(params.read(params_path), paths)
+
+
+@pytest.mark.parametrize("exp", EXPERIMENTS)
+def test_batched_evaluation_is_the_same_at_every_batch_size(
+    params_file: Path, tmp_path: Path, exp: str
+) -> None:
+    import gymnasium as gym
+
+    from rlrepro.agents import load_actor
+    from rlrepro.agents.rollout import rollout
+
+    model = train_run(params_file, tmp_path, exp, seed=0).model
+    env_id = checkpoint.read_meta(model)["env"]
+    envs = [gym.make(env_id) for _ in range(7)]
+    act = load_actor(model, envs[0])
+    runs = {size: rollout(envs[:size], act, 7, 1000) for size in (1, 3, 7)}
+    assert runs[1] == runs[3] == runs[7]
+    assert [ep.step for ep in runs[7]] == list(range(7))
+    assert len({ep.episode_return for ep in runs[7]}) > 1  # the seeds give other starts

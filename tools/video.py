@@ -21,7 +21,7 @@ import imageio.v3 as iio
 
 from rlrepro import console
 from rlrepro.agents import checkpoint, load_actor
-from rlrepro.agents.rollout import play
+from rlrepro.agents.rollout import rollout
 from rlrepro.core import layout, params
 from rlrepro.core.errors import UserError
 from rlrepro.core.files import write_bytes
@@ -48,7 +48,7 @@ def frames(model: Path, evaluation_seed: int, max_frames: int, live: bool) -> li
         return len(shots) < max_frames
 
     try:
-        play(env, load_actor(model, env), evaluation_seed, watch=watch)
+        rollout([env], load_actor(model, env), 1, evaluation_seed, watch=watch)
         return shots
     finally:
         env.close()

@@ -1,5 +1,5 @@
-"""Playing episodes: the one loop that runs a deterministic actor in an env, and the one
-summary of their returns."""
+"""Playing episodes: the one loop that runs a deterministic actor in envs, several episodes side
+by side, and the one summary of their returns."""
 
 import statistics
 from collections.abc import Callable
@@ -29,27 +29,61 @@ class Episode(NamedTuple):
 CURVE_HEADER = ("step", "episode_return", "episode_length")
 
 
-def play(
-    env: gym.Env[Any, Any], act: Actor, seed: int, index: int = 0, watch: Watcher | None = None
-) -> Episode:
-    """Run `act` for one episode from `env.reset(seed=seed)`; `watch` sees the env after the
-    reset and after each step, and may end the episode early.
+# Observations go to the policy in blocks of this many rows (padded with zeros): a matrix
+# product's bits for one row depend on whether it falls in a full block of the math library's
+# kernel or in a tail, so whole blocks keep each episode's actions the same at any batch size.
+ROW_BLOCK = 16
 
-    :return: the episode, its `step` being `index`.
+
+def _padded(rows: list[np.ndarray]) -> np.ndarray:
+    """`rows` stacked, with zero rows added up to a multiple of `ROW_BLOCK`."""
+    batch = np.stack(rows)
+    missing = -len(rows) % ROW_BLOCK
+    return np.concatenate([batch, np.zeros((missing, *batch.shape[1:]), batch.dtype)])
+
+
+def _play_together(
+    envs: list[gym.Env[Any, Any]], act: Actor, seeds: list[int], watch: Watcher | None
+) -> list[tuple[float, int]]:
+    """Play one episode in each of `envs`, reset with `seeds`, one policy call per step for
+    every live episode; :return: each episode's return and length."""
+    obs = [env.reset(seed=seed)[0] for env, seed in zip(envs, seeds, strict=True)]
+    totals, lengths = [0.0] * len(envs), [0] * len(envs)
+    live = [i for i, env in enumerate(envs) if watch is None or watch(env)]
+    while live:
+        actions = act(_padded([obs[i] for i in live]))
+        still = []
+        for row, i in enumerate(live):
+            obs[i], reward, terminated, truncated, _ = envs[i].step(actions[row])
+            totals[i] += float(reward)
+            lengths[i] += 1
+            if not (terminated or truncated or (watch is not None and not watch(envs[i]))):
+                still.append(i)
+        live = still
+    return list(zip(totals, lengths, strict=True))
+
+
+def rollout(
+    envs: list[gym.Env[Any, Any]],
+    act: Actor,
+    episodes: int,
+    seed: int,
+    watch: Watcher | None = None,
+) -> list[Episode]:
+    """Run the deterministic actor `act` (observations in rows, actions in rows) for `episodes`
+    episodes, `len(envs)` at a time; episode `i` starts from `reset(seed=seed + i)`.
+
+    :param watch: sees each env after its reset and after each step, and may end its episode.
+    :return: one `Episode` per episode, `step` being the episode's index. The returns are the
+        same for any number of `envs`.
     """
-    obs, _ = env.reset(seed=seed)
-    total, length, done = 0.0, 0, watch is not None and not watch(env)
-    while not done:
-        obs, reward, terminated, truncated, _ = env.step(act(obs))
-        total += float(reward)
-        length += 1
-        done = terminated or truncated or (watch is not None and not watch(env))
-    return Episode(index, total, length)
-
-
-def rollout(env: gym.Env[Any, Any], act: Actor, episodes: int, seed: int) -> list[Episode]:
-    """Run `act` for `episodes` episodes; episode `i` starts from `env.reset(seed=seed + i)`."""
-    return [play(env, act, seed + index, index) for index in range(episodes)]
+    results: list[Episode] = []
+    for first in range(0, episodes, len(envs)):
+        count = min(len(envs), episodes - first)
+        seeds = [seed + first + k for k in range(count)]
+        played = _play_together(envs[:count], act, seeds, watch)
+        results += [Episode(first + k, total, length) for k, (total, length) in enumerate(played)]
+    return results
 
 
 def summary(episodes: list[Episode]) -> dict[str, Any]:

@@ -21,14 +21,15 @@ PROGRESS_HEADER = ("step", "episodes", "eval_return_mean", "eval_return_std", "e
 class Recording:
     """The record of one training run.
 
-    :param env_id: the env to evaluate on (an instance of its own, apart from the training envs).
+    :param env_id: the env to evaluate on (instances of its own, apart from the training envs).
     :param periodic: when and how long to evaluate; none: never.
     :param trace_every: hash the policy after every `trace_every`-th update.
     """
 
     def __init__(self, env_id: str, periodic: PeriodicEval | None, trace_every: int) -> None:
         self.periodic = periodic
-        self.env: gym.Env[Any, Any] | None = gym.make(env_id) if periodic else None
+        count = periodic.episodes if periodic else 0
+        self.envs: list[gym.Env[Any, Any]] = [gym.make(env_id) for _ in range(count)]
         self.episodes: list[Episode] = []
         self.trace = Trace(trace_every)
         self.progress_rows: list[tuple[int, int, float, float, float]] = []
@@ -50,12 +51,12 @@ class Recording:
         """Note env step `step`, and evaluate `actor()` there when an evaluation is due (or
         `last`)."""
         self.steps = step
-        if self.periodic is None or self.env is None or (step < self._next_eval and not last):
+        if self.periodic is None or (step < self._next_eval and not last):
             return
         if self.progress_rows and self.progress_rows[-1][0] == step:
             return
         began, seconds = time.perf_counter(), self.seconds()
-        result = summary(rollout(self.env, actor(), self.periodic.episodes, self.periodic.seed))
+        result = summary(rollout(self.envs, actor(), self.periodic.episodes, self.periodic.seed))
         self.progress_rows.append(
             (
                 step,
@@ -80,6 +81,6 @@ class Recording:
         }
 
     def close(self) -> None:
-        """Close the evaluation env."""
-        if self.env is not None:
-            self.env.close()
+        """Close the evaluation envs."""
+        for env in self.envs:
+            env.close()
