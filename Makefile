@@ -35,8 +35,10 @@ verify: $(STAMP)
 verify-stats: $(STAMP)
 	$(BIN)/python -m tools.verify --stats --pipeline $(PIPELINE)
 
-# Speed and sample efficiency of the last runs here: the main pipeline and every study.
+# Where users wait, as ratios against anchors measured in the same run (benchmarks/speed.py),
+# then the speed and sample efficiency of the last runs here: the main pipeline and every study.
 bench: $(STAMP)
+	$(BIN)/python -m benchmarks.speed
 	$(BIN)/python -m benchmarks.bench . $(wildcard studies/*)
 
 # GIFs of every trained agent's first evaluation episode, rendered offscreen (reports/videos/).

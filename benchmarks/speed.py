@@ -1,0 +1,174 @@
+"""`make bench`: where users wait, as ratios against an anchor measured in the same run.
+
+    python -m benchmarks.speed [--runs 3] [--only NAME ...]
+
+Each figure runs two whole processes (or two loops in one process) in turn, A B A B ..., and
+prints the median of each and the ratio of the medians, so that a machine's speed drifting during
+the run moves both alike:
+
+- `noop`: a no-op `make repro` against `dvc status` of the same repository (the pipeline must be
+  up to date: run `make repro` first). Target: at most 1.2x.
+- `evaluate`: stage `evaluate` on `models/pendulum-ppo-0.zip` (100 episodes) against SB3's
+  `evaluate_policy` on the same checkpoint and episode count (`benchmarks/sb3_evaluate.py`).
+  Target: the stage at least 3x faster.
+- `train`: stage `train` of cartpole-ppo seed 0 against a plain SB3 script with the same
+  hyperparameters (`benchmarks/sb3_train.py`): the pipeline's tax, portable numerics included.
+  Target: at most 1.05x.
+- `reinforce`: REINFORCE's env steps per second (training pendulum-reinforce from seed 0 for a
+  fixed number of episodes, no periodic evaluation) beside `env.step`'s own speed on the same env
+  (pre-sampled random actions, resets included).
+"""
+
+import argparse
+import dataclasses
+import functools
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    """Two commands to time in turn: `subject` against `anchor`."""
+
+    name: str
+    subject: list[str]
+    anchor: list[str]
+    target: str
+
+
+def _seconds(command: list[str]) -> float:
+    """The wall seconds of one run of `command` in the project folder (its output discarded)."""
+    began = time.perf_counter()
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+    return time.perf_counter() - began
+
+
+def _alternate(first: Callable[[], float], second: Callable[[], float], runs: int) -> str:
+    """`first` and `second` in turn, `runs` times each after one warm-up of each; :return: a
+    line with both medians and their ratio."""
+    first(), second()
+    a, b = [], []
+    for _ in range(runs):
+        a.append(first())
+        b.append(second())
+    ma, mb = statistics.median(a), statistics.median(b)
+    return f"{ma:8.3f} vs {mb:8.3f}   ratio {ma / mb:5.2f}   (medians of {runs})"
+
+
+def _pairs(out: Path) -> list[Pair]:
+    python = sys.executable
+    model = "models/pendulum-ppo-0.zip"
+    train_out = [f"--{k}" for k in ("model", "curve", "trace", "progress", "timing")]
+    return [
+        Pair(
+            "noop",
+            ["make", "--no-print-directory", "repro"],
+            [str(Path(python).parent / "dvc"), "status"],
+            "<= 1.2",
+        ),
+        Pair(
+            "evaluate",
+            [
+                *(
+                    python,
+                    "-m",
+                    "stages.evaluate",
+                    "--model",
+                    model,
+                    "--episodes",
+                    str(out / "e.csv"),
+                ),
+                "--summary",
+                str(out / "e.json"),
+            ],
+            [python, "-m", "benchmarks.sb3_evaluate", model, "100"],
+            "<= 0.33",
+        ),
+        Pair(
+            "train",
+            [python, "-m", "stages.train", "--exp", "cartpole-ppo", "--seed", "0"]
+            + [arg for k in train_out for arg in (k, str(out / k.strip("-")))],
+            [python, "-m", "benchmarks.sb3_train", "cartpole-ppo", "0"],
+            "<= 1.05",
+        ),
+    ]
+
+
+def reinforce_speed(episodes: int) -> tuple[float, float]:
+    """REINFORCE's and `env.step`'s env steps per second on pendulum-reinforce's env, in this
+    process, each timed once."""
+    import rlrepro  # noqa: F401  (pins the numerics first)
+    from rlrepro import numerics
+    from rlrepro.core import params
+    from rlrepro.training import reinforce
+    from rlrepro.training.recording import Recording
+
+    numerics.configure_torch(1)
+    numerics.seed_everything(0)
+    exp = params.experiment(params.read(ROOT / "params.yaml"), "pendulum-reinforce")
+    exp = dataclasses.replace(exp, budget={"episodes": episodes}, periodic_eval=None)
+    recording = Recording(exp.env, None, 1)
+    began = time.perf_counter()
+    reinforce.train(exp, "pendulum-reinforce", 0, recording, lambda _: None)
+    steps = recording.episodes[-1].step
+    trained = steps / (time.perf_counter() - began)
+    return trained, _env_speed(exp.env, steps)
+
+
+def _env_speed(env_id: str, steps: int) -> float:
+    import gymnasium as gym
+    import numpy as np
+
+    env = gym.make(env_id)
+    space = env.action_space
+    assert isinstance(space, gym.spaces.Box)
+    actions = np.random.default_rng(0).uniform(space.low, space.high, (steps, *space.shape))
+    env.reset(seed=0)
+    began = time.perf_counter()
+    for action in actions.astype(space.dtype):
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            env.reset()
+    return steps / (time.perf_counter() - began)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print each figure's medians and ratio."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="timed runs of each (default 3)")
+    parser.add_argument("--only", nargs="*", help="noop, evaluate, train, reinforce")
+    args = parser.parse_args(argv)
+    chosen = set(args.only or ("noop", "evaluate", "train", "reinforce"))
+    os.environ.setdefault("PYTHONPATH", str(ROOT))
+    with tempfile.TemporaryDirectory() as folder:
+        print("figure      subject s   anchor s")
+        for pair in _pairs(Path(folder)):
+            if pair.name not in chosen:
+                continue
+            line = _alternate(
+                functools.partial(_seconds, pair.subject),
+                functools.partial(_seconds, pair.anchor),
+                args.runs,
+            )
+            print(f"{pair.name:<10} {line}   target {pair.target}", flush=True)
+    if "reinforce" in chosen:
+        speeds = [reinforce_speed(1500) for _ in range(args.runs)]
+        trained = statistics.median(s[0] for s in speeds)
+        env_only = statistics.median(s[1] for s in speeds)
+        print(
+            f"reinforce  {trained:8.0f} env steps/s training, {env_only:8.0f} env.step alone "
+            f"(ratio {trained / env_only:.2f}; medians of {args.runs})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
