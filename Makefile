@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: put the venv first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test test-slow verify verify-stats bench videos play lint lock digests clean-venv
+.PHONY: repro test test-slow test-cpus verify verify-stats bench videos play lint lock digests clean-venv
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,12 @@ test: $(STAMP)
 
 # The slow tests (the pipeline under simulated machines): minutes, not seconds.
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -m slow
+	$(BIN)/python -m pytest -m slow --ignore tests/test_other_cpus.py
+
+# The same bytes on other CPUs: every algorithm's train and evaluate stages on emulated Intel and
+# AMD CPUs (qemu-user, installed by the test when missing), against a native run: about 20 minutes.
+test-cpus: $(STAMP)
+	$(BIN)/python -m pytest -m slow -s tests/test_other_cpus.py
 
 # Rerun the committed pipeline in a fresh clone; compare every output with dvc.lock.
 # A study: make verify PIPELINE=studies/double-pendulum

@@ -61,12 +61,12 @@ BAD_CASES = [
     (
         lambda d: _set(d, f"{PPO}.budget", {"steps": -5}),
         "cartpole-ppo",
-        [f"{PPO}.budget.steps", "expected an integer >= 0, got -5"],
+        [f"{PPO}.budget.steps", "expected an integer >= 1, got -5"],
     ),
     (
         lambda d: _set(d, f"{RF}.budget", {"episodes": 0}),
         "pendulum-reinforce",
-        [f"{RF}.budget", "positive amount"],
+        [f"{RF}.budget.episodes", "expected an integer >= 1, got 0"],
     ),
     (
         lambda d: _set(d, f"{RF}.budget", {"epochs": 3}),
@@ -102,6 +102,16 @@ BAD_CASES = [
         lambda d: _set(d, f"{RF}.hyperparams.learning_rate", "1e-4"),
         "pendulum-reinforce",
         [f"{RF}.hyperparams.learning_rate", "expected a number", "1.0e-4"],
+    ),
+    (
+        lambda d: _set(d, f"{PPO}.hyperparams.n_steps", 2.5),
+        "cartpole-ppo",
+        [f"{PPO}.hyperparams.n_steps", "expected an integer, got 2.5"],
+    ),
+    (
+        lambda d: _set(d, f"{PPO}.hyperparams.batch_size", 0),
+        "cartpole-ppo",
+        [f"{PPO}.hyperparams: ppo rejects them:", "batch_size"],
     ),
     (
         lambda d: _set(d, "numerics.torch_threads", 0),
@@ -199,3 +209,41 @@ def test_good_experiment_parses_with_types_and_defaults(params_file: Path) -> No
         "std_eps": 1.0e-6,
         "weight_decay": 0.01,
     }
+
+
+@pytest.mark.parametrize(("options", "words"), [("size=64k", "No space left"), ("ro", "Read-only")])
+def test_unwritable_output_is_one_line_and_keeps_what_was_there(
+    params_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    options: str,
+    words: str,
+) -> None:
+    """A full disk and a read-only file system, as real small tmpfs mounts."""
+    import subprocess
+
+    folder = tmp_path / "mounted"
+    folder.mkdir()
+    (folder / "cartpole-ppo-0.zip").write_bytes(b"earlier")  # under the mount: hidden
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"{options},size=64k", "tmpfs", str(folder)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        paths = train_paths(folder, "cartpole-ppo")
+        if options != "ro":
+            paths.curve.write_text("earlier curve\n")
+            with (folder / "filler").open("wb", buffering=0) as filler, pytest.raises(OSError):
+                while True:  # fill the disk to the last block
+                    filler.write(b"x" * 4096)
+        assert train.main(argv(params_file, paths, exp="cartpole-ppo", seed=0)) == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+        assert len(err) == 1 and words in err[0] and "cannot write it" in err[0], err
+        if options != "ro":
+            assert paths.curve.read_text() == "earlier curve\n"
+            assert sorted(p.name for p in folder.iterdir()) == [paths.curve.name, "filler"]
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

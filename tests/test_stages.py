@@ -219,3 +219,37 @@ def test_batched_evaluation_is_the_same_at_every_batch_size(
     assert runs[1] == runs[3] == runs[7]
     assert [ep.step for ep in runs[7]] == list(range(7))
     assert len({ep.episode_return for ep in runs[7]}) > 1  # the seeds give other starts
+
+
+class _Payload:
+    """Unpickling this creates the file `marker`: what a hostile checkpoint would run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return (Path.touch, (self.marker,))
+
+
+def test_evaluate_never_unpickles_a_checkpoint(params_file: Path, tmp_path: Path) -> None:
+    import base64
+    import pickle
+
+    model = train_run(params_file, tmp_path, "cartpole-ppo", seed=0).model
+    entries = checkpoint.read_entries(model)
+    data = json.loads(entries["data"])
+    marker = tmp_path / "payload-ran"
+    serialized = [k for k, v in data.items() if isinstance(v, dict) and ":serialized:" in v]
+    assert "clip_range" in serialized and "policy_class" in serialized
+    for key in serialized:
+        data[key][":serialized:"] = base64.b64encode(pickle.dumps(_Payload(marker))).decode()
+    entries["data"] = json.dumps(data).encode()
+    evil = tmp_path / "evil.zip"
+    evil.write_bytes(checkpoint.canonical_zip(entries))
+    honest = evaluate_run(params_file, model, tmp_path / "honest")
+    crafted = evaluate_run(params_file, evil, tmp_path / "crafted")
+    assert not marker.exists()
+    assert crafted.episodes.read_bytes() == honest.episodes.read_bytes()
+    with pytest.raises(Exception):  # noqa: B017 - SB3's own load runs the payload, then fails
+        PPO.load(evil, device="cpu")
+    assert marker.exists()  # so the payload was live: only our loading ignored it

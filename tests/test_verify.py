@@ -82,11 +82,7 @@ def test_changed_hyperparameter_is_found_where_it_parts(reference: Path, tmp_pat
     assert "differs" in rows["train@cartpole-ppo-0"]
     # Update 0 is the initial policy; the first gradient steps come after the first rollout.
     assert "traces part at update 1 (step 2048): policy parameters" in rows["train@cartpole-ppo-0"]
-    for stage in (
-        "env_check@cartpole-ppo",
-        "train@pendulum-reinforce-0",
-        "env_check@pendulum-reinforce",
-    ):
+    for stage in ("env_check", "train@pendulum-reinforce-0", "evaluate@pendulum-reinforce-0"):
         assert "identical" in rows[stage], out
     same, total = _counts(out)
     assert 0 < same < total

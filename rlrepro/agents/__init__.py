@@ -17,6 +17,7 @@ from rlrepro.agents.rollout import Actor
 def load_actor(path: Path, env: gym.Env[Any, Any]) -> Actor:
     """The deterministic policy saved in checkpoint `path` (argmax, or the Gaussian mean), on raw
     observations of `env`: SB3 agents trained with `VecNormalize` normalise them as in training.
+    Nothing in the checkpoint is unpickled (`algorithms.safe_load`).
 
     :raises CheckpointError: when `path` is not a checkpoint this code reads.
     """
@@ -25,6 +26,6 @@ def load_actor(path: Path, env: gym.Env[Any, Any]) -> Actor:
     if meta["algo"] == "reinforce":
         policy = networks.load_gaussian(entries[networks.GAUSSIAN_ENTRY], meta["network"])
         return networks.mean_actor(policy, env)
-    model = algorithms.sb3_class(meta["algo"]).load(path, device="cpu")
+    model = algorithms.safe_load(path, meta["algo"], entries["data"], env, meta["network"])
     stats = entries.get(normalize.ENTRY)
     return algorithms.sb3_actor(model, normalize.normalizer(json.loads(stats) if stats else None))

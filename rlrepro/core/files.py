@@ -4,6 +4,7 @@ Every writer goes through `write_bytes`: a temporary file beside the target, the
 """
 
 import csv
+import errno
 import io
 import json
 import os
@@ -12,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from rlrepro.core.errors import StageError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -19,8 +22,29 @@ def _umask() -> int:
     return mask
 
 
+# What the system says when an output cannot be written: the user's to fix, not a bug.
+_WRITE_ERRORS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EDQUOT}
+
+
 def write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` atomically (temporary file in the same folder, then rename)."""
+    """Write `data` to `path` atomically (temporary file in the same folder, then rename): the
+    old file stays whole until the new one is complete.
+
+    :raises StageError: when the folder cannot be written (no permission, a full disk, a
+        read-only file system), in one line naming the file.
+    """
+    try:
+        _write(path, data)
+    except OSError as err:
+        if err.errno not in _WRITE_ERRORS:
+            raise
+        raise StageError(
+            f"{path}: cannot write it ({err.strerror}); free space or fix the folder's "
+            "permissions, then rerun `dvc repro`"
+        ) from err
+
+
+def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -116,7 +116,7 @@ class Experiment:
 
     env: str
     algo: str
-    budget: dict[str, int]
+    budget: dict[str, Any]
     policy: Policy
     hyperparams: dict[str, Any]
     n_envs: int = dataclasses.field(default=1, metadata={"min": 1})
@@ -315,5 +315,6 @@ def _check_budget(exp: Experiment, where: str) -> None:
             f"{where}.budget: expected exactly one of {', '.join(units)} for {exp.algo}, "
             f"got {exp.budget!r}"
         )
-    if next(iter(exp.budget.values())) <= 0:
-        raise ParamsError(f"{where}.budget: expected a positive amount, got {exp.budget!r}")
+    ((unit, amount),) = exp.budget.items()
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
+        raise ParamsError(f"{where}.budget.{unit}: expected an integer >= 1, got {amount!r}")

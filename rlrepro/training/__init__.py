@@ -64,6 +64,10 @@ def train(
             meta["network"] = network
         else:
             entries = sb3.train(exp, name, seed, recording, on_progress)
+            meta["network"] = {
+                "hidden": list(exp.policy.hidden),
+                "activation": exp.policy.activation,
+            }
     finally:
         recording.close()
     return Result(meta, entries, recording)

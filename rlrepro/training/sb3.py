@@ -68,6 +68,9 @@ def check(exp: Experiment, name: str, action_space: gym.Space[Any]) -> None:
                 f"{where}.{key}: expected a number, got {value!r} "
                 "(YAML reads 1e-4 as text: write 1.0e-4)"
             )
+        integer = isinstance(default, int) and not isinstance(default, bool)
+        if integer and isinstance(value, bool | float):
+            raise ParamsError(f"{where}.{key}: expected an integer, got {value!r}")
     kwargs(exp, name, action_space)
 
 
@@ -165,15 +168,21 @@ def _model(exp: Experiment, name: str, seed: int) -> BaseAlgorithm:
         "net_arch": list(exp.policy.hidden),
         "activation_fn": activation(exp.policy.activation),
     }
-    return sb3_class(exp.algo)(
-        "MlpPolicy",
-        env,
-        seed=seed,
-        device="cpu",
-        verbose=0,
-        policy_kwargs=policy_kwargs,
-        **kwargs(exp, name, env.action_space),
-    )
+    try:
+        return sb3_class(exp.algo)(
+            "MlpPolicy",
+            env,
+            seed=seed,
+            device="cpu",
+            verbose=0,
+            policy_kwargs=policy_kwargs,
+            **kwargs(exp, name, env.action_space),
+        )
+    except (AssertionError, ValueError) as err:  # SB3 checks its arguments with these
+        why = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ParamsError(
+            f"experiments.{name}.hyperparams: {exp.algo} rejects them: {why}"
+        ) from err
 
 
 def train(

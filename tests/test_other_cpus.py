@@ -1,0 +1,109 @@
+"""The same bytes on other CPUs: the pipeline's train and evaluate stages of every algorithm, run
+natively and on emulated Intel and AMD CPUs (`qemu-x86_64 -cpu`), give the same dvc.lock hashes.
+
+Slow (emulation is 15-20x slower): `make test-cpus`, and in CI.
+"""
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import make_project, run, tiny_params
+from tests.emulation import CPU_MODELS, shim
+
+EMULATED = ("stages.train", "stages.evaluate")
+
+
+def all_algorithms() -> dict[str, Any]:
+    """Tiny params with every algorithm: PPO (one env; and 2 envs with VecNormalize and a
+    schedule on MuJoCo), A2C, DQN, SAC, TD3 (action noise), DDPG and REINFORCE."""
+    data = tiny_params()
+    data["seeds"] = [0]
+    small = {"policy": {"hidden": [8], "activation": "relu"}, "budget": {"steps": 300}}
+    off_policy = {"learning_starts": 100, "batch_size": 32}
+    data["experiments"] = {
+        "ppo": {
+            **small,
+            "env": "CartPole-v1",
+            "algo": "ppo",
+            "hyperparams": {"n_steps": 64, "batch_size": 32, "n_epochs": 2},
+        },
+        "ppo-norm": {
+            **small,
+            "env": "InvertedPendulum-v5",
+            "algo": "ppo",
+            "n_envs": 2,
+            "normalize": {"obs": True, "reward": True, "clip_obs": 10.0},
+            "periodic_eval": {"every": 128, "episodes": 2, "seed": 2000},
+            "hyperparams": {
+                "n_steps": 64,
+                "batch_size": 32,
+                "n_epochs": 2,
+                "learning_rate": {"schedule": "linear", "start": 1.0e-3, "end": 0.0},
+            },
+        },
+        "a2c": {**small, "env": "CartPole-v1", "algo": "a2c", "hyperparams": {"n_steps": 8}},
+        "dqn": {
+            **small,
+            "env": "CartPole-v1",
+            "algo": "dqn",
+            "hyperparams": {**off_policy, "train_freq": [4, "step"]},
+        },
+        "sac": {**small, "env": "InvertedPendulum-v5", "algo": "sac", "hyperparams": off_policy},
+        "td3": {
+            **small,
+            "env": "InvertedPendulum-v5",
+            "algo": "td3",
+            "hyperparams": {**off_policy, "action_noise": {"normal": 0.1}},
+        },
+        "ddpg": {**small, "env": "InvertedPendulum-v5", "algo": "ddpg", "hyperparams": off_policy},
+        "reinforce": tiny_params()["experiments"]["pendulum-reinforce"]
+        | {"budget": {"episodes": 20}},
+    }
+    return data
+
+
+def _hashes(repo: Path) -> dict[str, dict[str, str]]:
+    """Each stage's output hashes in `repo`'s dvc.lock."""
+    stages = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    return {
+        name: {o["path"]: o["md5"] for o in spec.get("outs", [])} for name, spec in stages.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def native(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The all-algorithms project, reproduced natively and committed."""
+    repo = make_project(tmp_path_factory.mktemp("native") / "rlrepro", all_algorithms())
+    run(repo, "dvc", "repro")
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-qm", "native results")
+    return repo
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", CPU_MODELS)
+def test_train_and_evaluate_give_the_same_bytes_on_an_emulated_cpu(
+    native: Path, tmp_path: Path, model: str
+) -> None:
+    repo = tmp_path / "rlrepro"
+    run(tmp_path, "git", "clone", "-q", str(native), str(repo))
+    log = tmp_path / "emulated.log"
+    bin_dir = shim(tmp_path / "bin", model, EMULATED, log)
+    run(repo, "dvc", "repro", "--force", env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    emulated = log.read_text().splitlines()  # one line per command the shim emulated
+    for module in EMULATED:
+        ran = [line for line in emulated if f" -m {module} " in line]
+        assert len(ran) == len(all_algorithms()["experiments"]), emulated
+    before, after = _hashes(native), _hashes(repo)
+    print(f"\n{model}: {len(emulated)} stages emulated; hashes compared:")
+    for stage in sorted(before):
+        print(f"  {stage:<24} {'same' if before[stage] == after[stage] else 'DIFFERS'}")
+    for stage in sorted(before):
+        for path, md5 in before[stage].items():
+            print(f"    {path} {md5}")
+    assert after == before
+    assert run(repo, "git", "status", "--porcelain", "dvc.lock").stdout == ""
