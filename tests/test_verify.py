@@ -190,3 +190,22 @@ def test_same_bytes_on_simulated_machine(reference: Path, tmp_path: Path, machin
     for key, value in env.items():
         if key.startswith(("MKL_ENABLE", "NPY_", "ATEN_")):
             assert facts["env"][key] == value
+
+
+def test_stages_gone_from_the_pipeline_are_stale_not_identical(
+    reference: Path, tmp_path: Path
+) -> None:
+    changed = tmp_path / "fewer"
+    run(tmp_path, "git", "clone", "-q", str(reference), str(changed))
+    data = small_params()
+    del data["experiments"]["pendulum-reinforce"]
+    write_params(changed / "params.yaml", data)
+    run(changed, "git", "commit", "-qam", "one experiment fewer, dvc.lock not rerun")
+
+    code, out = _verify(changed, tmp_path / "work")
+
+    assert code == 1, out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert "stale" in rows["train@pendulum-reinforce-0"], out
+    assert "no longer a stage" in rows["evaluate@pendulum-reinforce-0"], out
+    assert "identical" in rows["train@cartpole-ppo-0"], out

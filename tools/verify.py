@@ -81,11 +81,23 @@ def episode_parting(committed: str | None, rerun: Path) -> str | None:
     return None if len(ours) == len(theirs) else "the number of episodes differs"
 
 
-def compare(committed_lock: str, rerun_lock: str, workdir: Path, committed: Committed) -> list[Row]:
-    """One row per stage of either lock: identical, or differs (and where), or missing."""
+def compare(
+    committed_lock: str,
+    rerun_lock: str,
+    workdir: Path,
+    committed: Committed,
+    pipeline: set[str] | None = None,
+) -> list[Row]:
+    """One row per stage of either lock: identical, or differs (and where), or missing; and a
+    stage that the lock holds but the pipeline (`pipeline`, its stage names) no longer has is
+    stale: it was never rerun, so it proves nothing."""
     before, after = lock_outs(committed_lock), lock_outs(rerun_lock)
     rows = []
     for stage in sorted(before.keys() | after.keys()):
+        if pipeline is not None and stage not in pipeline:
+            why = "in dvc.lock, but no longer a stage: run `dvc repro`, then commit dvc.lock"
+            rows.append(Row(stage, "stale", why))
+            continue
         if stage not in after or stage not in before:
             rows.append(
                 Row(
@@ -195,6 +207,14 @@ def _workdir(path: Path | None) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _env(stats: bool) -> dict[str, str]:
+    """This environment with the venv first on PATH (and the physics check relaxed for --stats)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    if stats:
+        env[ALLOW_MISMATCH_VAR] = "1"
+    return env
+
+
 def rerun(repo: Path, rev: str, clone: Path, pipeline: str, stats: bool) -> int:
     """Clone `repo` at `rev` into `clone`, run `dvc repro --force` of the pipeline in folder
     `pipeline` there (its log on stderr)."""
@@ -202,9 +222,7 @@ def rerun(repo: Path, rev: str, clone: Path, pipeline: str, stats: bool) -> int:
         raise VerifyError(f"--workdir: {clone} is not empty; give a new or empty folder")
     _git(repo, "clone", "--quiet", "--no-hardlinks", ".", str(clone.resolve()))
     _git(clone, "checkout", "--quiet", "--detach", rev)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    if stats:
-        env[ALLOW_MISMATCH_VAR] = "1"
+    env = _env(stats)
     target = Path(pipeline, "dvc.yaml").as_posix()
     print(f"verify: rerunning {target} of {rev} in {clone}", file=sys.stderr, flush=True)
     return subprocess.run(
@@ -258,8 +276,17 @@ def verify(
             )
             return 2
         here, committed = clone / pipeline, _show(clone, pipeline)
+        listed = subprocess.run(
+            ["dvc", "stage", "list", "--name-only", "dvc.yaml"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            check=True,
+            env=_env(stats),
+        )
+        stages = set(listed.stdout.split())
         rows = compare(
-            committed("dvc.lock") or "", (here / "dvc.lock").read_text(), here, committed
+            committed("dvc.lock") or "", (here / "dvc.lock").read_text(), here, committed, stages
         )
         same = sum(row.result == "identical" for row in rows)
         print_table(
