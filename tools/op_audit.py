@@ -403,6 +403,12 @@ def _reduction_torch_ops() -> dict[str, Callable[[torch.Tensor], Any]]:
         "cumsum": lambda x: rows(x).cumsum(-1),
         "addmm": lambda x: torch.addmm(rows(x)[0], rows(x)[:256], rows(x)[256:320]),
         "mm_t": lambda x: rows(x)[:256] @ rows(x)[256:320].T.contiguous().T,
+        # SB3's orthogonal initialisation (QR through MKL's LAPACK), on 64-wide layers
+        "linalg_qr": lambda x: (torch.linalg.qr(rows(x)[:64]), torch.linalg.qr(rows(x)[:64, :3])),
+        "orthogonal_init": lambda x: torch.nn.init.orthogonal_(
+            torch.empty(64, 64), generator=torch.Generator().manual_seed(0)
+        ),
+        "mm_64": lambda x: rows(x)[:64] @ rows(x)[64:128] @ rows(x)[128:192, :2],
         "mse_loss": lambda x: torch.nn.functional.mse_loss(rows(x)[0], rows(x)[1]),
         "normal_log_prob": lambda x: torch.distributions.Normal(
             rows(x)[:128], rows(x)[128:256].abs() + 0.1
