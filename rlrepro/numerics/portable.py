@@ -1,10 +1,12 @@
-"""CPU kernels whose bits do not depend on the CPU, for the ops where ATen's depend on it.
+"""CPU kernels whose bits do not depend on the CPU, for the ops where ATen's may depend on it.
 
 ATen sends float32 and float64 `sqrt`, `exp`, `log` and `tanh` (and `pow(x, 0.5)`, which calls
-the sqrt kernel directly) to MKL's vector math library, whose code is chosen by the CPU it runs
-on and is not correctly rounded: the same input gives other bits on an AVX-512 AMD EPYC than on
-an emulated Haswell (measured, `tools/op_audit.py`). `install()` registers, for the CPU dispatch
-key, kernels that avoid MKL:
+the sqrt kernel directly) to MKL's vector math library (seen with gdb: vmsSqrt, vmsExp, vmsLn,
+vmsTanh are what the training paths of every algorithm call), whose code is chosen by the CPU it
+runs on and is not correctly rounded. Measured with `tools/op_audit.py`: sqrt gives other bits on
+an AVX-512 AMD EPYC than on an emulated Haswell, Skylake or EPYC-Rome; exp, log and tanh gave the
+same bits on those, but nothing holds them to it on other CPUs (AVX-512 Intel ones could not be
+tried). `install()` registers, for the CPU dispatch key, kernels that never call MKL:
 
 - sqrt: numpy's `np.sqrt` on the tensors' memory, i.e. the hardware's correctly rounded square
   root (IEEE 754 requires it), so float32 and float64 results are exact on every CPU;
@@ -16,8 +18,9 @@ key, kernels that avoid MKL:
 Other dtypes (integers, complex, half) go to ATen's own kernels unchanged. The autograd formulas
 stay ATen's (registration is at the CPU key, below Autograd), and so do `out=` semantics
 (resizing an empty or wrongly shaped `out`) and in-place forms. Ops not replaced here that also
-go to MKL (log2, log10, sin, cos, tan, asin, acos, atan, erf, erfc, erfinv) are on none of the
-pipeline's training or evaluation paths.
+go to MKL (log2, log10, sin, cos, tan, asin, acos, atan, erf, erfc, erfinv; asin, acos, atan,
+tan and log10 measurably differ across CPUs) are on none of the training or evaluation paths of
+the pipeline's algorithms.
 """
 
 import math
