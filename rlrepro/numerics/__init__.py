@@ -42,11 +42,16 @@ def pin_environment() -> None:
 
 
 def configure_torch(threads: int) -> None:
-    """Pin torch's intra- and inter-op thread counts and turn on deterministic algorithms.
+    """Pin torch's intra- and inter-op thread counts, turn on deterministic algorithms and install
+    the portable CPU kernels (`rlrepro.numerics.portable`: sqrt, exp, log, tanh without MKL).
 
     :param threads: the number of intra-op threads (params `numerics.torch_threads`).
     """
     import torch
+
+    from rlrepro.numerics import portable
+
+    portable.install()
 
     torch.set_num_threads(threads)
     if torch.get_num_interop_threads() != 1:

@@ -1,0 +1,175 @@
+"""CPU kernels whose bits do not depend on the CPU, for the ops where ATen's may depend on it.
+
+ATen sends float32 and float64 `sqrt`, `exp`, `log` and `tanh` (and `pow(x, 0.5)`, which calls
+the sqrt kernel directly) to MKL's vector math library (seen with gdb: vmsSqrt, vmsExp, vmsLn,
+vmsTanh are what the training paths of every algorithm call), whose code is chosen by the CPU it
+runs on and is not correctly rounded. Measured with `tools/op_audit.py`: sqrt gives other bits on
+an AVX-512 AMD EPYC than on an emulated Haswell, Skylake or EPYC-Rome; exp, log and tanh gave the
+same bits on those, but nothing holds them to it on other CPUs (AVX-512 Intel ones could not be
+tried). `install()` registers, for the CPU dispatch key, kernels that never call MKL:
+
+- sqrt: numpy's `np.sqrt` on the tensors' memory, i.e. the hardware's correctly rounded square
+  root (IEEE 754 requires it), so float32 and float64 results are exact on every CPU;
+- exp, log, tanh: computed in float64 from ATen's own SIMD kernels that do not go to MKL
+  (`exp2`, `expm1`, `log1p`, `frexp`; pinned to AVX2 by `ATEN_CPU_CAPABILITY`), then rounded to
+  the input's dtype. For float32 this is the correctly rounded result except in the rare case of
+  a float64 value within ~1e-14 of a rounding midpoint; for float64 it is within a few ulps.
+
+Other dtypes (integers, complex, half) go to ATen's own kernels unchanged. The autograd formulas
+stay ATen's (registration is at the CPU key, below Autograd), and so do `out=` semantics
+(resizing an empty or wrongly shaped `out`) and in-place forms. Ops not replaced here that also
+go to MKL (log2, log10, sin, cos, tan, asin, acos, atan, erf, erfc, erfinv; asin, acos, atan,
+tan and log10 measurably differ across CPUs) are on none of the training or evaluation paths of
+the pipeline's algorithms.
+"""
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+_FLOATS = (torch.float32, torch.float64)
+_LOG2E = 1.4426950408889634
+# ln 2 split for Cody-Waite reduction: _LN2_HI has 32 significant bits, so k * _LN2_HI is exact
+# for |k| < 2**21.
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_SQRT_HALF = math.sqrt(0.5)
+_EXP_OVERFLOW = 709.782712893384  # exp(x) is inf in float64 above this
+
+_library: torch.library.Library | None = None
+
+
+def _sqrt(x: torch.Tensor) -> torch.Tensor:
+    """Correctly rounded square root (numpy's, i.e. the sqrtps/sqrtpd instruction)."""
+    out = torch.empty(x.shape, dtype=x.dtype)
+    with np.errstate(invalid="ignore"):  # torch gives nan for negatives without a warning
+        np.sqrt(x.detach().numpy(), out=out.numpy())
+    return out
+
+
+def _exp(x: torch.Tensor) -> torch.Tensor:
+    """exp: float32 as exp2(x * log2 e) in float64; float64 reduced by Cody-Waite to
+    2**k * (expm1(r) + 1) with |r| <= ln(2) / 2."""
+    if x.dtype == torch.float32:
+        return torch.exp2(x.double() * _LOG2E).float()
+    k = torch.round(x * _LOG2E).clamp_(-1100.0, 1100.0)
+    r = (x - k * _LN2_HI) - k * _LN2_LO
+    half = torch.floor(k * 0.5)
+    # Two powers of two, each exact and finite, so that 2**k * m neither overflows nor
+    # underflows early.
+    y = (torch.expm1(r) + 1.0) * torch.exp2(half) * torch.exp2(k - half)
+    return torch.where(x > _EXP_OVERFLOW, math.inf, y)
+
+
+def _log(x: torch.Tensor) -> torch.Tensor:
+    """log in float64: x = m * 2**e with m in [sqrt(1/2), sqrt(2)), log x = e ln 2 + log1p(m - 1)
+    (m - 1 is exact there); then rounded to x's dtype."""
+    xd = x.double()
+    mantissa, exponent = torch.frexp(xd)
+    small = mantissa < _SQRT_HALF
+    mantissa = torch.where(small, mantissa * 2.0, mantissa)
+    e = (exponent - small.to(exponent.dtype)).double()
+    y = (e * _LN2_HI + torch.log1p(mantissa - 1.0)) + e * _LN2_LO
+    y = torch.where(xd == math.inf, math.inf, y)
+    return y.to(x.dtype)
+
+
+def _tanh(x: torch.Tensor) -> torch.Tensor:
+    """tanh in float64: with t = expm1(-2|x|), tanh|x| = -t / (t + 2), signed like x."""
+    xd = x.double()
+    t = torch.expm1(xd.abs() * -2.0)
+    return torch.copysign(-t / (t + 2.0), xd).to(x.dtype)
+
+
+def _pow_half(x: torch.Tensor, exponent: Any) -> bool:
+    """Whether `pow(x, exponent)` is the one ATen computes with its (MKL) sqrt kernel."""
+    return x.dtype in _FLOATS and not isinstance(exponent, bool) and exponent == 0.5
+
+
+def _write_out(result: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Copy `result` into `out` as ATen's out= forms do: resize `out` when its shape differs."""
+    if out.shape != result.shape:
+        out.resize_(result.shape)
+    return out.copy_(result)
+
+
+def _register_unary(lib: torch.library.Library, name: str, compute: Callable[..., Any]) -> None:
+    """Register `name`, `name.out` and `name_` so that float32/float64 go through `compute` and
+    other dtypes to ATen's CPU kernels."""
+    functional = torch.library.get_kernel(f"aten::{name}", "CPU")
+    out_form = torch.library.get_kernel(f"aten::{name}.out", "CPU")
+    in_place = torch.library.get_kernel(f"aten::{name}_", "CPU")
+
+    def impl(keys: Any, x: torch.Tensor) -> torch.Tensor:
+        return compute(x) if x.dtype in _FLOATS else functional.call_boxed(keys, x)
+
+    def impl_out(keys: Any, x: torch.Tensor, *, out: torch.Tensor) -> torch.Tensor:
+        if x.dtype in _FLOATS and out.dtype == x.dtype:
+            return _write_out(compute(x), out)
+        return out_form.call_boxed(keys, x, out=out)
+
+    def impl_(keys: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.copy_(compute(x)) if x.dtype in _FLOATS else in_place.call_boxed(keys, x)
+
+    lib.impl(name, impl, "CPU", with_keyset=True)
+    lib.impl(f"{name}.out", impl_out, "CPU", with_keyset=True)
+    lib.impl(f"{name}_", impl_, "CPU", with_keyset=True)
+
+
+def _register_pow(lib: torch.library.Library) -> None:
+    """pow(x, 0.5) in its three forms: ATen computes it with its sqrt kernel, bypassing `sqrt`."""
+    functional = torch.library.get_kernel("aten::pow.Tensor_Scalar", "CPU")
+    out_form = torch.library.get_kernel("aten::pow.Tensor_Scalar_out", "CPU")
+    in_place = torch.library.get_kernel("aten::pow_.Scalar", "CPU")
+
+    def impl(keys: Any, x: torch.Tensor, exponent: Any) -> torch.Tensor:
+        if _pow_half(x, exponent):
+            return _sqrt(x)
+        return functional.call_boxed(keys, x, exponent)
+
+    def impl_out(keys: Any, x: torch.Tensor, exponent: Any, *, out: torch.Tensor) -> torch.Tensor:
+        if _pow_half(x, exponent) and out.dtype == x.dtype:
+            return _write_out(_sqrt(x), out)
+        return out_form.call_boxed(keys, x, exponent, out=out)
+
+    def impl_(keys: Any, x: torch.Tensor, exponent: Any) -> torch.Tensor:
+        if _pow_half(x, exponent):
+            return x.copy_(_sqrt(x))
+        return in_place.call_boxed(keys, x, exponent)
+
+    lib.impl("pow.Tensor_Scalar", impl, "CPU", with_keyset=True)
+    lib.impl("pow.Tensor_Scalar_out", impl_out, "CPU", with_keyset=True)
+    lib.impl("pow_.Scalar", impl_, "CPU", with_keyset=True)
+
+
+REPLACED: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "sqrt": _sqrt,
+    "exp": _exp,
+    "log": _log,
+    "tanh": _tanh,
+}
+
+
+def install() -> None:
+    """Register the portable CPU kernels for `REPLACED` (each with its out= and in-place forms)
+    and for pow(x, 0.5), for this process; a second call does nothing.
+
+    `_foreach_sqrt` and the other foreach forms on CPU call these ops one tensor at a time, so
+    they use the portable kernels too.
+    """
+    global _library
+    if _library is not None:
+        return
+    import warnings
+
+    lib = torch.library.Library("aten", "IMPL")
+    with warnings.catch_warnings():
+        # "Overriding a previously registered kernel": that is what this does.
+        warnings.simplefilter("ignore", UserWarning)
+        for name, compute in REPLACED.items():
+            _register_unary(lib, name, compute)
+        _register_pow(lib)
+    _library = lib
