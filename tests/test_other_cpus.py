@@ -5,6 +5,7 @@ Slow (emulation is 15-20x slower): `make test-cpus`, and in CI.
 """
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,8 @@ def test_train_and_evaluate_give_the_same_bytes_on_an_emulated_cpu(
     run(tmp_path, "git", "clone", "-q", str(native), str(repo))
     log = tmp_path / "emulated.log"
     bin_dir = shim(tmp_path / "bin", model, EMULATED, log)
-    run(repo, "dvc", "repro", "--force", env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    path = os.pathsep.join((str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]))
+    run(repo, "dvc", "repro", "--force", env={"PATH": path})
     emulated = log.read_text().splitlines()  # one line per command the shim emulated
     for module in EMULATED:
         ran = [line for line in emulated if f" -m {module} " in line]
