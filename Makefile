@@ -15,8 +15,9 @@ $(STAMP): requirements.txt
 	$(BIN)/python -m pip check
 	touch $@
 
+# The stale stages side by side on every core (or a Ray cluster: RAY_ADDRESS); JOBS=N: at most N.
 repro: $(STAMP)
-	$(BIN)/dvc repro
+	$(BIN)/python -m tools.run $(if $(JOBS),--jobs $(JOBS))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
