@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: put the venv first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test test-slow verify verify-stats bench videos play lint lock digests clean-venv
+.PHONY: repro test test-slow verify verify-stats bench bench-pipeline videos play lint lock digests clean-venv
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ verify-stats: $(STAMP)
 # Speed and sample efficiency of the last runs here: the main pipeline and every study.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench . $(wildcard studies/*)
+
+# The default pipeline from nothing in two fresh clones: serial `dvc repro` against the runner
+# (wall times, ratio, identical dvc.lock). About ten minutes; smaller budgets:
+# make bench-pipeline PARAMS=benchmarks/params-small.yaml
+bench-pipeline: $(STAMP)
+	$(BIN)/python -m benchmarks.pipeline $(if $(PARAMS),--params $(PARAMS))
 
 # GIFs of every trained agent's first evaluation episode, rendered offscreen (reports/videos/).
 videos: $(STAMP)
