@@ -90,8 +90,8 @@ class Recorder:
         self.recorded.append(step.name)
 
 
-def run_checks(pipe: Pipeline, checks: list[Step], jobs: int) -> list[str]:
-    """Run the machine checks here, `jobs` at a time, as plain processes in the workspace; commit
+def run_checks(pipe: Pipeline, checks: list[Step], jobs: int, recorder: Recorder) -> list[str]:
+    """Run the machine checks here, `jobs` at a time, as plain processes in the workspace; record
     those that pass. :return: the failure reports (empty: every check passed)."""
     if not checks:
         return []
@@ -104,7 +104,7 @@ def run_checks(pipe: Pipeline, checks: list[Step], jobs: int) -> list[str]:
     for step, result in zip(checks, results, strict=True):
         if result.returncode == 0:
             log(f"done    {step.name}  on {host}  {result.seconds:.1f} s")
-            pipe.commit(step.name)
+            recorder.finish(step)
         else:
             failures.append(failure(step, host, result))
     return failures
@@ -128,6 +128,7 @@ class Scheduler:
     def __init__(
         self,
         pipe: Pipeline,
+        recorder: Recorder,
         steps: list[Step],
         checks: list[Step],
         nodes: list[Node],
@@ -136,8 +137,8 @@ class Scheduler:
     ) -> None:
         self.pipe, self.checks, self.isolate = pipe, checks, isolate
         self.pending = list(steps)
-        self.recorder = Recorder(pipe, [*checks, *steps])
-        self.recorder.recorded = [step.name for step in checks]
+        self.recorder = recorder
+        self.names = {step.name for step in steps}
         self.nodes = {node.node_id: node for node in nodes}
         self.free = {node.node_id: node.cpus for node in nodes}
         self.budget = jobs or sum(node.cpus for node in nodes)
@@ -160,10 +161,7 @@ class Scheduler:
 
     def run(self) -> int:
         """Run every stage; :return: 0 when all finished, 1 when one failed."""
-        try:
-            self._loop()
-        finally:
-            self.recorder.flush()
+        self._loop()
         left = len(self.pending)
         if self.failures:
             log(
@@ -191,11 +189,10 @@ class Scheduler:
 
     def _ready(self) -> list[Step]:
         """The pending stages whose upstream stages in this run are all done, in plan order."""
-        names = {step.name for step in self.recorder.order if not step.check}
         return [
             step
             for step in self.pending
-            if all(name in self.done for name in step.upstream if name in names)
+            if all(name in self.done for name in step.upstream if name in self.names)
         ]
 
     def _launch(self) -> None:
@@ -333,20 +330,28 @@ def _inside(path: str, outs: Iterable[str]) -> bool:
 def run(targets: list[str], jobs: int | None, isolate: bool) -> int:
     """Check this machine, then run the stale stages of `targets`. :return: the exit code."""
     with Pipeline(targets) as pipe:
-        checks = [step for step in pipe.steps if step.check]
-        failures = run_checks(pipe, checks, jobs or len(os.sched_getaffinity(0)))
-        if failures:
-            log("\n".join(failures))
-            return 1
-        stale = to_run(pipe.steps, pipe.changed())
-        if not stale:
-            log("Everything is up to date.")
-            return 0
+        recorder = Recorder(pipe, pipe.steps)
         try:
-            scheduler = Scheduler(pipe, stale, checks, cluster.start(jobs), jobs, isolate)
-            return scheduler.run()
+            return _run(pipe, recorder, jobs, isolate)
         finally:
-            cluster.stop()
+            recorder.flush()
+
+
+def _run(pipe: Pipeline, recorder: Recorder, jobs: int | None, isolate: bool) -> int:
+    checks = [step for step in pipe.steps if step.check]
+    failures = run_checks(pipe, checks, jobs or len(os.sched_getaffinity(0)), recorder)
+    if failures:
+        log("\n".join(failures))
+        return 1
+    stale = to_run(pipe.steps, pipe.changed())
+    if not stale:
+        log("Everything is up to date.")
+        return 0
+    try:
+        nodes = cluster.start(jobs)
+        return Scheduler(pipe, recorder, stale, checks, nodes, jobs, isolate).run()
+    finally:
+        cluster.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
