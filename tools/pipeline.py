@@ -4,8 +4,8 @@ what each reads and writes, and recording a finished stage in its dvc.lock.
 Everything comes from DVC's Python API (`dvc.repo.Repo`): the stages of the targets and their
 upstream (`collect_stages`, `plan_repro`, the graph `dvc repro` walks), each stage's resolved
 `cmd`, `wdir`, deps, params and outs, whether it changed (`Stage.changed`), and the commit
-(`Repo.commit(target, force=True)`, the API of `dvc commit --force`). No second reading of
-`dvc.yaml`.
+(the steps of `dvc commit --force`: `Stage.save`, `Stage.commit`, the lock's `dump_stages`). No
+second reading of `dvc.yaml`.
 """
 
 import dataclasses
@@ -145,9 +145,12 @@ class Pipeline:
         self._stages[name].remove_outs(ignore_remove=False, force=False)
 
     def commit(self, name: str) -> None:
-        """Record stage `name`'s deps and outputs, as they are now, in its dvc.lock
-        (`dvc commit --force <name>`)."""
-        self.repo.commit(name, force=True)
+        """Record stage `name`'s deps and outputs, as they are now, in its dvc.lock: what
+        `dvc commit --force <name>` does (`Repo.commit`), on the stage already loaded."""
+        stage = self._stages[name]
+        stage.save()
+        stage.commit()
+        stage.dvcfile.dump_stages([stage], update_pipeline=False)
 
     def ignored(self, path: str) -> bool:
         """Whether DVC ignores the file at absolute `path` (.dvcignore)."""

@@ -20,7 +20,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 from rlrepro import console
@@ -92,27 +92,28 @@ class Recorder:
 
 def run_checks(pipe: Pipeline, checks: list[Step], jobs: int, recorder: Recorder) -> list[str]:
     """Run the machine checks here, `jobs` at a time, as plain processes in the workspace; record
-    those that pass. :return: the failure reports (empty: every check passed)."""
-    if not checks:
-        return []
+    each that passes as it ends. :return: the failure reports (empty: every check passed)."""
     host = f"{os.uname().nodename} (here)"
-    for step in checks:
-        log(f"start   {step.name}  on {host}")
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        results = list(pool.map(lambda step: _check_here(pipe, step), checks))
     failures = []
-    for step, result in zip(checks, results, strict=True):
-        if result.returncode == 0:
-            log(f"done    {step.name}  on {host}  {result.seconds:.1f} s")
-            recorder.finish(step)
-        else:
-            failures.append(failure(step, host, result))
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        running = {}
+        for step in checks:
+            pipe.prepare(step.name)
+            job = remote.Job(step.name, step.cmd, step.wdir, step.outs, str(pipe.root))
+            running[pool.submit(_check_here, job, host)] = step
+        for future in as_completed(running):
+            step, result = running[future], future.result()
+            if result.returncode == 0:
+                log(f"done    {step.name}  on {host}  {result.seconds:.1f} s")
+                recorder.finish(step)
+            else:
+                failures.append(failure(step, host, result))
     return failures
 
 
-def _check_here(pipe: Pipeline, step: Step) -> remote.Result:
-    pipe.prepare(step.name)
-    return remote.execute(remote.Job(step.name, step.cmd, step.wdir, step.outs, str(pipe.root)))
+def _check_here(job: remote.Job, host: str) -> remote.Result:
+    log(f"start   {job.name}  on {host}")
+    return remote.execute(job)
 
 
 class Scheduler:
