@@ -41,7 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench . $(wildcard studies/*)
 
 # The default pipeline from nothing in two fresh clones: serial `dvc repro` against the runner
-# (wall times, ratio, identical dvc.lock). About ten minutes; smaller budgets:
+# (wall times, ratio, identical dvc.lock): the full params take many minutes; smaller budgets:
 # make bench-pipeline PARAMS=benchmarks/params-small.yaml
 bench-pipeline: $(STAMP)
 	$(BIN)/python -m benchmarks.pipeline $(if $(PARAMS),--params $(PARAMS))

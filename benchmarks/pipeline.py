@@ -61,9 +61,10 @@ def prepare(repo: Path, dest: Path, params_file: Path | None) -> Path:
     if params_file is not None:
         shutil.copyfile(params_file, dest / "params.yaml")
     with Repo(str(dest)) as clone:
-        outs = [
-            Path(out.fs_path) for stage in clone.stage.collect("dvc.yaml") for out in stage.outs
-        ]
+        stages = clone.stage.collect(str(dest / "dvc.yaml"))  # a relative one: this folder's
+        outs = [Path(out.fs_path) for stage in stages for out in stage.outs]
+    if any(not out.is_relative_to(dest) for out in outs):
+        raise BenchError(f"DVC gave outputs outside {dest}: {outs[0]}")
     for out in outs:
         if out.is_dir():
             shutil.rmtree(out)
