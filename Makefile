@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: put the venv first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test test-slow test-cpus verify verify-stats bench videos play lint lock digests clean-venv
+.PHONY: repro test test-slow test-cpus verify verify-stats bench bench-pipeline videos play lint lock digests clean-venv
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,8 +15,9 @@ $(STAMP): requirements.txt
 	$(BIN)/python -m pip check
 	touch $@
 
+# The stale stages side by side on every core (or a Ray cluster: RAY_ADDRESS); JOBS=N: at most N.
 repro: $(STAMP)
-	$(BIN)/dvc repro
+	$(BIN)/python -m tools.run $(if $(JOBS),--jobs $(JOBS))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -45,6 +46,12 @@ verify-stats: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.speed
 	$(BIN)/python -m benchmarks.bench . $(wildcard studies/*)
+
+# The default pipeline from nothing in two fresh clones: serial `dvc repro` against the runner
+# (wall times, ratio, identical dvc.lock): the full params take many minutes; smaller budgets:
+# make bench-pipeline PARAMS=benchmarks/params-small.yaml
+bench-pipeline: $(STAMP)
+	$(BIN)/python -m benchmarks.pipeline $(if $(PARAMS),--params $(PARAMS))
 
 # GIFs of every trained agent's first evaluation episode, rendered offscreen (reports/videos/).
 videos: $(STAMP)

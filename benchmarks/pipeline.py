@@ -1,0 +1,143 @@
+"""The default pipeline from nothing, serial `dvc repro` against the runner (`tools.run`), in one
+run on this machine.
+
+    python -m benchmarks.pipeline [--params FILE] [--jobs N] [--workdir DIR]
+
+It clones the committed repository twice (into `--workdir`, else a temporary folder), puts
+`--params` in each as params.yaml when given, and removes each clone's dvc.lock and every output
+of the default pipeline: both start from nothing. Then, one after the other, it times `dvc repro`
+in the first and `python -m tools.run` in the second (with `--jobs`), and prints both wall times,
+their ratio and whether the two dvc.lock files are identical, byte for byte (and, if not,
+whether they hold the same entries in another order). Exit 0 when identical, 1 when not, 2 when
+a run fails.
+
+Both runs get PYTHONHASHSEED=0. DVC orders the stages it adds to a new dvc.lock by walking a
+subgraph whose node order follows Python's string hashes when the repository holds several
+pipelines (here: the studies), so two serial runs from nothing may list the stages in different
+orders; with one hash seed, the serial run and the runner (which records new stages in DVC's
+order) see the same order.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+
+from rlrepro import console
+from rlrepro.core.errors import UserError
+
+
+class BenchError(UserError):
+    """A clone or a run that failed; one line saying which."""
+
+
+def _environment() -> dict[str, str]:
+    """This environment with this Python's folder first on PATH (stages call `python`) and one
+    hash seed (DVC's order of new dvc.lock entries)."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    return {**os.environ, "PATH": path, "PYTHONHASHSEED": "0"}
+
+
+def prepare(repo: Path, dest: Path, params_file: Path | None) -> Path:
+    """A clone of `repo` at `dest` with `params_file` as its params.yaml, without dvc.lock or any
+    output of its default pipeline. :return: `dest`."""
+    from dvc.repo import Repo
+
+    done = subprocess.run(
+        ["git", "clone", "--quiet", "--no-hardlinks", str(repo), str(dest)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"git clone {repo}: {done.stderr.strip()}")
+    if params_file is not None:
+        shutil.copyfile(params_file, dest / "params.yaml")
+    with Repo(str(dest)) as clone:
+        stages = clone.stage.collect(str(dest / "dvc.yaml"))  # a relative one: this folder's
+        outs = [Path(out.fs_path) for stage in stages for out in stage.outs]
+    if any(not out.is_relative_to(dest) for out in outs):
+        raise BenchError(f"DVC gave outputs outside {dest}: {outs[0]}")
+    for out in outs:
+        if out.is_dir():
+            shutil.rmtree(out)
+        else:
+            out.unlink(missing_ok=True)
+    (dest / "dvc.lock").unlink(missing_ok=True)
+    return dest
+
+
+def timed(folder: Path, *command: str) -> float:
+    """Run `command` in `folder` (its output to a log beside the folder); :return: wall seconds."""
+    log = folder.with_suffix(".log")
+    print(f"bench: {' '.join(command)} in {folder} (log: {log})", file=sys.stderr, flush=True)
+    start = time.monotonic()
+    with log.open("w") as out:
+        code = subprocess.run(command, cwd=folder, env=_environment(), stdout=out, stderr=out)
+    if code.returncode != 0:
+        raise BenchError(f"{' '.join(command)} failed in {folder}; its log: {log}")
+    return time.monotonic() - start
+
+
+@contextmanager
+def _workdir(path: Path | None) -> Iterator[Path]:
+    """`path` (created, kept), or a temporary folder removed afterwards."""
+    if path is not None:
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
+    folder = Path(tempfile.mkdtemp(prefix="rlrepro-bench-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def bench(repo: Path, params_file: Path | None, jobs: int | None, workdir: Path | None) -> bool:
+    """Time both runs and print the figures; :return: whether the locks are identical."""
+    with _workdir(workdir) as folder:
+        serial = prepare(repo, folder / "serial", params_file)
+        parallel = prepare(repo, folder / "runner", params_file)
+        serial_s = timed(serial, "dvc", "repro")
+        runner_args = ["--jobs", str(jobs)] if jobs else []
+        runner_s = timed(parallel, sys.executable, "-m", "tools.run", *runner_args)
+        locks = [(folder / "dvc.lock").read_text() for folder in (serial, parallel)]
+    same, entries = locks[0] == locks[1], yaml.safe_load(locks[0]) == yaml.safe_load(locks[1])
+    cpus = len(os.sched_getaffinity(0))
+    print(f"serial dvc repro:   {serial_s:8.1f} s")
+    print(f"runner (tools.run): {runner_s:8.1f} s   ({jobs or cpus} CPUs)")
+    print(f"ratio:              {serial_s / runner_s:8.2f}x")
+    print(f"dvc.lock identical: {'yes' if same else 'NO'}", end="")
+    print("" if same else f" (same entries in another order: {'yes' if entries else 'NO'})")
+    return same
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line, run the benchmark; :return: the exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repo", type=Path, default=Path(), help="the git repository")
+    parser.add_argument("--params", type=Path, help="the params file to run (default: committed)")
+    parser.add_argument("--jobs", type=int, help="the runner's --jobs (default: every CPU)")
+    parser.add_argument("--workdir", type=Path, help="clone into this folder and keep it")
+    args = parser.parse_args(argv)
+    same = [False]
+
+    def work() -> None:
+        if args.params is not None and not args.params.is_file():
+            raise BenchError(f"--params {args.params}: no such file")
+        params_file = args.params.resolve() if args.params else None
+        same[0] = bench(args.repo.resolve(), params_file, args.jobs, args.workdir)
+
+    code = console.run(work)
+    return code or (0 if same[0] else 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

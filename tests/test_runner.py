@@ -1,0 +1,208 @@
+"""`python -m tools.run` (`make repro`): stale stages side by side through real DVC and real Ray
+processes, on tiny params, against a serial `dvc repro` of the same params; marked slow: a Ray
+cluster of three nodes on this machine, and a stage killed in the middle of a run."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import yaml
+
+from tests.conftest import clone, make_project, run, tiny_params, write_params
+
+CHANGED_EXP = "pendulum-reinforce"
+RERUN = {
+    *(f"{stage}@{CHANGED_EXP}-{seed}" for stage in ("train", "evaluate") for seed in (0, 1)),
+    "metrics",
+    "plot",
+    "report",
+}
+
+
+def changed_params() -> dict[str, Any]:
+    """The tiny params with one experiment's budget changed."""
+    data = tiny_params()
+    data["experiments"][CHANGED_EXP]["budget"] = {"episodes": 3}
+    return data
+
+
+def runner(
+    repo: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m tools.run` in `repo` (not checked: the caller reads the exit code)."""
+    return run(repo, sys.executable, "-m", "tools.run", *args, check=False, env=env)
+
+
+def started(output: str) -> dict[str, str]:
+    """Each stage the runner started, and where (`host:node (workspace|own folder)`)."""
+    return dict(re.findall(r"^start +(\S+) +on (.+)$", output, flags=re.MULTILINE))
+
+
+def stale(repo: Path) -> set[str]:
+    """What `dvc status` lists as changed, but the machine checks (always changed)."""
+    listed = json.loads(run(repo, "dvc", "status", "--json").stdout)
+    return {stage for stage in listed if not stage.startswith("env_check@")}
+
+
+def lock_entries(repo: Path) -> dict[str, Any]:
+    """dvc.lock's stages."""
+    return yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+
+
+@pytest.fixture(scope="module")
+def serial_changed(reproduced: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clone of the reproduced project where serial `dvc repro` ran `changed_params()`."""
+    repo = clone(reproduced, tmp_path_factory.mktemp("serial") / "rlrepro")
+    write_params(repo / "params.yaml", changed_params())
+    run(repo, "dvc", "repro")
+    return repo
+
+
+def test_up_to_date_starts_no_ray(reproduced: Path, tmp_path: Path) -> None:
+    repo = clone(reproduced, tmp_path / "noop")
+    probe = (
+        "import sys; from tools import run; code = run.main([]); "
+        "print('ray imported:', 'ray' in sys.modules); sys.exit(code)"
+    )
+    result = run(repo, sys.executable, "-c", probe)
+    assert "Everything is up to date." in result.stdout
+    assert "ray imported: False" in result.stdout
+    assert set(started(result.stdout)) == {
+        f"env_check@{exp}" for exp in tiny_params()["experiments"]
+    }
+    assert run(repo, "git", "status", "--porcelain").stdout == ""
+
+
+def test_param_change_reruns_those_stages_with_the_serial_lock(
+    reproduced: Path, serial_changed: Path, tmp_path: Path
+) -> None:
+    repo = clone(reproduced, tmp_path / "changed")
+    write_params(repo / "params.yaml", changed_params())
+    result = runner(repo, "--jobs", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {s for s in started(result.stdout) if not s.startswith("env_check@")} == RERUN
+    assert (repo / "dvc.lock").read_bytes() == (serial_changed / "dvc.lock").read_bytes()
+    assert stale(repo) == set()
+
+
+def test_failed_stage_is_named_and_the_others_are_recorded(
+    reproduced: Path, serial_changed: Path, tmp_path: Path
+) -> None:
+    repo = clone(reproduced, tmp_path / "failing")
+    data = changed_params()
+    data["experiments"]["cartpole-ppo"]["hyperparams"]["n_stepz"] = 1  # found by train only
+    write_params(repo / "params.yaml", data)
+    result = runner(repo, "--jobs", "4")  # every train stage at once
+    assert result.returncode == 1, result.stdout + result.stderr
+    for seed in (0, 1):
+        failed = re.search(
+            rf"^FAILED +train@cartpole-ppo-{seed} .*\n(( +.*\n)+)", result.stdout, re.M
+        )
+        assert failed is not None, result.stdout
+        assert "cartpole-ppo.hyperparams.n_stepz: unknown hyperparameter of ppo" in failed[1]
+    now, serial = lock_entries(repo), lock_entries(serial_changed)
+    for seed in (0, 1):
+        name = f"train@{CHANGED_EXP}-{seed}"
+        assert f"done    {name}" in result.stdout
+        assert now[name] == serial[name]
+    assert not any(
+        s.startswith(("evaluate@", "metrics", "plot", "report")) for s in started(result.stdout)
+    )
+    assert stale(repo) == {
+        "train@cartpole-ppo-0",
+        "train@cartpole-ppo-1",
+        *(s for s in RERUN if not s.startswith("train@")),
+    }
+
+
+def _train_process(name: str, timeout: float) -> psutil.Process:
+    """The `python -m stages.train` process of run `name`, once it runs."""
+    deadline = time.monotonic() + timeout
+    exp, seed = name.rsplit("-", 1)
+    while time.monotonic() < deadline:
+        for proc in psutil.process_iter(["cmdline"]):
+            cmd = proc.info["cmdline"] or []
+            if "stages.train" in cmd and cmd[cmd.index("--exp") + 1 : cmd.index("--exp") + 4] == [
+                exp,
+                "--seed",
+                seed,
+            ]:
+                return proc
+        time.sleep(0.05)
+    raise AssertionError(f"no train process of {name} within {timeout} s")
+
+
+@pytest.mark.slow
+def test_killed_stage_fails_alone_and_a_rerun_completes(
+    reproduced: Path, serial_changed: Path, tmp_path: Path
+) -> None:
+    repo = clone(reproduced, tmp_path / "killed")
+    write_params(repo / "params.yaml", changed_params())
+    full = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    with subprocess.Popen(
+        [sys.executable, "-m", "tools.run", "--jobs", "2"],
+        cwd=repo,
+        env=full,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as proc:
+        victim = _train_process(f"{CHANGED_EXP}-0", timeout=120)
+        victim.send_signal(signal.SIGKILL)
+        output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 1, output
+    assert re.search(rf"^FAILED +train@{CHANGED_EXP}-0 .*killed by signal 9", output, re.M), output
+    other = f"train@{CHANGED_EXP}-1"
+    assert f"done    {other}" in output
+    assert lock_entries(repo)[other] == lock_entries(serial_changed)[other]
+    rerun = runner(repo)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"start   {other}" not in rerun.stdout
+    assert (repo / "dvc.lock").read_bytes() == (serial_changed / "dvc.lock").read_bytes()
+    assert stale(repo) == set()
+
+
+@pytest.fixture
+def three_nodes() -> Iterator[Any]:
+    """A Ray cluster on this machine: a head and two worker nodes, one CPU each."""
+    from ray.cluster_utils import Cluster
+
+    store = 100 * 1024**2
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": store}
+    )
+    workers = [cluster.add_node(num_cpus=1, object_store_memory=store) for _ in range(2)]
+    cluster.wait_for_nodes()
+    try:
+        yield cluster, workers
+    finally:
+        cluster.shutdown()
+
+
+@pytest.mark.slow
+def test_cluster_of_three_nodes_gives_the_serial_lock(
+    reproduced: Path, tmp_path: Path, three_nodes: Any
+) -> None:
+    cluster, workers = three_nodes
+    repo = make_project(tmp_path / "cluster", tiny_params())
+    env = {"RAY_ADDRESS": cluster.address, "RLREPRO_RUN_ISOLATED": "1"}
+    result = runner(repo, env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    where = started(result.stdout)
+    ran = {place for name, place in where.items() if not name.startswith("env_check@")}
+    assert all(place.endswith("(own folder)") for place in ran), ran
+    for worker in workers:
+        label = worker.node_id[:8]
+        assert f":{label} passed the machine checks" in result.stdout, result.stdout
+        assert any(f":{label} (own folder)" in place for place in ran), result.stdout
+    assert (repo / "dvc.lock").read_bytes() == (reproduced / "dvc.lock").read_bytes()
+    assert stale(repo) == set()

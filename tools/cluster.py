@@ -1,0 +1,120 @@
+"""Ray, for `tools.run`: a local instance or the cluster at RAY_ADDRESS, its nodes, and stage
+tasks pinned to a node. Ray is imported here, lazily: only when a stage is to run.
+"""
+
+import dataclasses
+import logging
+import os
+from typing import Any
+
+from rlrepro.core.errors import UserError
+from tools import remote
+
+ADDRESS_VAR = "RAY_ADDRESS"  # set: join that cluster; unset: start a local instance
+OBJECT_STORE_BYTES = 512 * 1024**2  # a local instance's store: code, inputs and outputs pass
+
+
+class ClusterError(UserError):
+    """Ray could not start or has no node able to run a stage."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Node:
+    """A Ray node.
+
+    :param node_id: Ray's id.
+    :param label: how the progress lines name it: host and the id's first 8 characters.
+    :param cpus: its CPUs.
+    :param local: whether it is the driver's own node (it shares the workspace).
+    """
+
+    node_id: str
+    label: str
+    cpus: int
+    local: bool
+
+
+def start(jobs: int | None) -> list[Node]:
+    """Join the cluster at RAY_ADDRESS, else start a local instance with `jobs` CPUs (default:
+    this process's usable CPUs); quiet, no dashboard. :return: the alive nodes with CPUs."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
+    address = os.environ.get(ADDRESS_VAR)
+    try:
+        if address:
+            ray.init(address=address, **quiet)
+        else:
+            cpus = jobs or len(os.sched_getaffinity(0))
+            ray.init(
+                address="local",
+                num_cpus=cpus,
+                include_dashboard=False,
+                object_store_memory=OBJECT_STORE_BYTES,
+                **quiet,
+            )
+    except ConnectionError as err:
+        raise ClusterError(
+            f"{ADDRESS_VAR}={address}: cannot join that Ray cluster ({err})"
+        ) from err
+    ray.cloudpickle.register_pickle_by_value(remote)
+    return nodes()
+
+
+def nodes() -> list[Node]:
+    """The alive nodes that have CPUs, the driver's own first."""
+    import ray
+
+    here = ray.get_runtime_context().get_node_id()
+    found = [
+        Node(
+            info["NodeID"],
+            f"{info['NodeManagerHostname']}:{info['NodeID'][:8]}",
+            int(info["Resources"].get("CPU", 0)),
+            info["NodeID"] == here,
+        )
+        for info in ray.nodes()
+        if info["Alive"] and info["Resources"].get("CPU", 0) >= 1
+    ]
+    return sorted(found, key=lambda node: (not node.local, node.label))
+
+
+def put(data: Any) -> Any:
+    """`data` in Ray's object store, once for every task that needs it: :return: its ref."""
+    import ray
+
+    return ray.put(data)
+
+
+def submit(node: Node, cpus: int, job: remote.Job, archive: Any, files: Any) -> Any:
+    """Start `remote.execute(job, archive, files)` on `node` (only there), holding `cpus` CPUs.
+    :return: the task's ref."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    task: Any = ray.remote(remote.execute).options(
+        num_cpus=cpus,
+        max_retries=0,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False),
+    )
+    return task.remote(job, archive, files)
+
+
+def wait_one(refs: list[Any]) -> tuple[Any, remote.Result | Exception]:
+    """Wait for the first of `refs` to finish. :return: its ref and its `remote.Result`, or the
+    error Ray raised (the task's process or node died)."""
+    import ray
+
+    (ref,), _ = ray.wait(refs, num_returns=1)
+    try:
+        return ref, ray.get(ref)
+    except ray.exceptions.RayError as err:
+        return ref, err
+
+
+def stop() -> None:
+    """Disconnect from Ray (and stop the local instance, if this process started it)."""
+    import ray
+
+    ray.shutdown()

@@ -1,0 +1,161 @@
+"""The pipeline as DVC plans it, for `tools.run`: its stages in DVC's own order, which are stale,
+what each reads and writes, and recording a finished stage in its dvc.lock.
+
+Everything comes from DVC's Python API (`dvc.repo.Repo`): the stages of the targets and their
+upstream (`collect_stages`, `plan_repro`, the graph `dvc repro` walks), each stage's resolved
+`cmd`, `wdir`, deps, params and outs, whether it changed (`Stage.changed`), and the commit
+(the steps of `dvc commit --force`: `Stage.save`, `Stage.commit`, the lock's `dump_stages`). No
+second reading of `dvc.yaml`.
+"""
+
+import dataclasses
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from rlrepro.core import params
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One stage as the runner sees it. Paths are relative to the repository's root, in POSIX
+    form.
+
+    :param name: DVC's address, e.g. `train@cartpole-ppo-0` or
+        `studies/network/dvc.yaml:train@...`.
+    :param cmd: the command, `${...}` resolved by DVC.
+    :param wdir: the folder the command runs in.
+    :param check: a machine check (`always_changed`): run by the driver, before anything else.
+    :param upstream: the names of the stages in the plan whose outputs it reads.
+    :param inputs: its deps and params files (a dep may be a folder).
+    :param outs: its outputs (a file or a folder each).
+    :param threads: the CPUs it uses: `numerics.torch_threads` of its params file, else 1.
+    :param locked: whether its dvc.lock already has an entry for it.
+    """
+
+    name: str
+    cmd: str
+    wdir: str
+    check: bool
+    upstream: tuple[str, ...]
+    inputs: tuple[str, ...]
+    outs: tuple[str, ...]
+    threads: int
+    locked: bool
+
+
+def to_run(steps: list[Step], changed: set[str]) -> list[Step]:
+    """The steps to run, in plan order: those DVC reports changed and those with anything
+    upstream to run. Machine checks are never counted: the driver runs them first anyway.
+
+    :param steps: in DVC's plan order (upstream first).
+    :param changed: the names of the changed steps.
+    """
+    chosen: set[str] = set()
+    for step in steps:
+        if not step.check and (step.name in changed or chosen.intersection(step.upstream)):
+            chosen.add(step.name)
+    return [step for step in steps if step.name in chosen]
+
+
+def files(root: Path, paths: Iterable[str], ignored: Any = None) -> Iterator[str]:
+    """The files at or under each of `paths` (relative to `root`), relative and sorted per path;
+    `ignored(absolute path) -> bool` leaves out what DVC ignores (`__pycache__`)."""
+    for path in paths:
+        full = root / path
+        if full.is_file():
+            yield path
+        elif full.is_dir():
+            for file in sorted(p for p in full.rglob("*") if p.is_file()):
+                if ignored is None or not ignored(str(file)):
+                    yield file.relative_to(root).as_posix()
+
+
+def _threads(stage: Any) -> int:
+    """`numerics.torch_threads` of the stage's params file (1 when it has none or no such key)."""
+    from dvc.dependency.param import ParamsDependency
+
+    for dep in stage.deps:
+        if isinstance(dep, ParamsDependency) and Path(dep.fs_path).is_file():
+            raw = params.read(Path(dep.fs_path))
+            if "numerics" in raw:
+                return params.section(raw, params.Numerics, "numerics").torch_threads
+    return 1
+
+
+class Pipeline:
+    """The repository around the working folder, locked as `dvc repro` locks it, and the plan
+    of `targets` (dvc.yaml files or stage names, as `dvc repro` takes them; default: the root
+    dvc.yaml). Use it as a context manager: the lock is released on exit."""
+
+    def __init__(self, targets: list[str]) -> None:
+        from dvc.repo import Repo, lock_repo
+        from dvc.repo.reproduce import collect_stages, get_active_graph, plan_repro
+
+        logging.getLogger("dvc").setLevel(logging.WARNING)  # not its "Updating lock file" lines
+        self._exit = ExitStack()
+        self.repo = self._exit.enter_context(Repo())
+        self._exit.enter_context(lock_repo(self.repo))
+        self.root = Path(self.repo.root_dir)
+        graph = get_active_graph(self.repo.index.graph)
+        plan = plan_repro(graph, collect_stages(self.repo, targets or ["dvc.yaml"]))
+        names = {stage.addressing for stage in plan}
+        self._stages = {stage.addressing: stage for stage in plan}
+        self._locks: dict[str, set[str]] = {}
+        self.steps = [self._step(stage, graph, names) for stage in plan]
+
+    def __enter__(self) -> "Pipeline":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._exit.close()
+
+    def _relative(self, path: str) -> str:
+        return Path(os.path.relpath(path, self.root)).as_posix()
+
+    def _step(self, stage: Any, graph: Any, names: set[str]) -> Step:
+        upstream = sorted(s.addressing for s in graph.successors(stage) if s.addressing in names)
+        return Step(
+            name=stage.addressing,
+            cmd=stage.cmd,
+            wdir=self._relative(stage.wdir),
+            check=bool(stage.always_changed),
+            upstream=tuple(upstream),
+            inputs=tuple(self._relative(dep.fs_path) for dep in stage.deps),
+            outs=tuple(self._relative(out.fs_path) for out in stage.outs),
+            threads=_threads(stage),
+            locked=stage.name in self._locked(stage.dvcfile),
+        )
+
+    def _locked(self, dvcfile: Any) -> set[str]:
+        """The names of the stages in `dvcfile`'s lock, read once per file."""
+        if dvcfile.path not in self._locks:
+            self._locks[dvcfile.path] = set(dvcfile.lockfile_contents or {})
+        return self._locks[dvcfile.path]
+
+    def changed(self) -> set[str]:
+        """The names of the stages DVC reports changed now (as `dvc status` would)."""
+        return {name for name, stage in self._stages.items() if stage.changed()}
+
+    def prepare(self, name: str) -> None:
+        """What `dvc repro` does before running a stage: remove its outputs, but persistent ones."""
+        self._stages[name].remove_outs(ignore_remove=False, force=False)
+
+    def commit(self, name: str) -> None:
+        """Record stage `name`'s deps and outputs, as they are now, in its dvc.lock: what
+        `dvc commit --force <name>` does (`Repo.commit`), on the stage already loaded."""
+        stage = self._stages[name]
+        stage.save()
+        stage.commit()
+        stage.dvcfile.dump_stages([stage], update_pipeline=False)
+
+    def ignored(self, path: str) -> bool:
+        """Whether DVC ignores the file at absolute `path` (.dvcignore)."""
+        return bool(self.repo.dvcignore.is_ignored_file(path))
+
+    def pipeline_outs(self) -> list[str]:
+        """Every output of every stage DVC knows in the repository, relative to the root."""
+        return sorted({self._relative(out.fs_path) for out in self.repo.index.outs})

@@ -1,0 +1,381 @@
+"""`make repro` (`python -m tools.run`): rerun the stale stages of the pipeline side by side, on
+every core of this machine or on a Ray cluster, and record each in dvc.lock as it finishes.
+
+    python -m tools.run [TARGET ...] [--jobs N] [--isolate]
+
+TARGETs are what `dvc repro` takes (default: the root dvc.yaml; a study:
+`studies/<name>/dvc.yaml`). The plan comes from DVC itself (`tools.pipeline`). The machine checks
+(`always_changed` stages: `env_check@<exp>`) run first, here, as plain processes. Then a stage
+runs when DVC reports it changed or anything upstream of it runs, each as a Ray task holding
+`numerics.torch_threads` CPUs, as many at once as the CPUs allow; when nothing is stale Ray is
+never imported. With RAY_ADDRESS set, stages run on any node of that cluster: a node other than
+this one gets the committed code and the stage's inputs through Ray's object store and runs in a
+folder of its own (`tools.remote`), after its own run of the machine checks matched this one's.
+Every finished stage is committed here, one at a time (`dvc commit --force`), so a failure loses
+nothing that finished. Exit 0 when every stage ran, 1 when one failed, 2 on a user error.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any
+
+from rlrepro import console
+from rlrepro.core.errors import UserError
+from rlrepro.core.files import write_bytes
+from tools import cluster, remote
+from tools.cluster import Node
+from tools.pipeline import Pipeline, Step, files, to_run
+
+ISOLATE_VAR = "RLREPRO_RUN_ISOLATED"  # =1: every stage in a folder of its own, even here
+
+
+class RunError(UserError):
+    """A run that cannot start: bad arguments, no git commit to send, no node to run on."""
+
+
+def log(message: str) -> None:
+    """One progress line on stdout, at once."""
+    print(message, flush=True)
+
+
+def failure(step: Step, where: str, result: remote.Result | Exception) -> str:
+    """The lines that report a failed stage: its name, where, why, and its stderr's tail."""
+    if isinstance(result, Exception):
+        why, tail = f"its task died: {type(result).__name__}", str(result).strip()
+    else:
+        code = result.returncode
+        why = f"killed by signal {-code}" if code < 0 else f"exit {code}"
+        why, tail = f"{why} after {result.seconds:.1f} s", result.stderr_tail
+    lines = [f"FAILED  {step.name}  on {where}: {why}"]
+    lines += [f"    {line}" for line in tail.splitlines()[-remote.TAIL_LINES :]]
+    return "\n".join(lines)
+
+
+class Recorder:
+    """Commits finished stages to dvc.lock, one at a time, so that the lock lists them in the
+    order a serial `dvc repro` would: a stage already in the lock keeps its place and is
+    committed at once; a new one waits for the new ones before it in DVC's plan order.
+
+    :param order: the stages that may be recorded, in plan order.
+    """
+
+    def __init__(self, pipe: Pipeline, order: list[Step]) -> None:
+        self.pipe, self.order = pipe, order
+        self.finished: set[str] = set()
+        self.recorded: list[str] = []
+
+    def finish(self, step: Step) -> None:
+        """Mark `step` finished and commit whatever may be committed now."""
+        self.finished.add(step.name)
+        blocked = False
+        for each in self.order:
+            waiting = each.name not in self.recorded
+            if each.name in self.finished and waiting and (each.locked or not blocked):
+                self._commit(each)
+            elif waiting and not each.locked:
+                blocked = True
+
+    def flush(self) -> None:
+        """Commit every finished stage not yet committed (the run ends; some never will)."""
+        for each in self.order:
+            if each.name in self.finished and each.name not in self.recorded:
+                self._commit(each)
+
+    def _commit(self, step: Step) -> None:
+        self.pipe.commit(step.name)
+        self.recorded.append(step.name)
+
+
+def run_checks(pipe: Pipeline, checks: list[Step], jobs: int, recorder: Recorder) -> list[str]:
+    """Run the machine checks here, `jobs` at a time, as plain processes in the workspace; record
+    each that passes as it ends. :return: the failure reports (empty: every check passed)."""
+    host = f"{os.uname().nodename} (here)"
+    failures = []
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        running = {}
+        for step in checks:
+            pipe.prepare(step.name)
+            job = remote.Job(step.name, step.cmd, step.wdir, step.outs, str(pipe.root))
+            running[pool.submit(_check_here, job, host)] = step
+        for future in as_completed(running):
+            step, result = running[future], future.result()
+            if result.returncode == 0:
+                log(f"done    {step.name}  on {host}  {result.seconds:.1f} s")
+                recorder.finish(step)
+            else:
+                failures.append(failure(step, host, result))
+    return failures
+
+
+def _check_here(job: remote.Job, host: str) -> remote.Result:
+    log(f"start   {job.name}  on {host}")
+    return remote.execute(job)
+
+
+class Scheduler:
+    """Runs `steps` (in plan order, all of them stale) as Ray tasks on `nodes`, each when its
+    upstream is done, as many at once as the nodes' free CPUs allow; machine-checks every node
+    but this one before its first stage; records each finished stage.
+
+    :param checks: the machine checks a node must pass (already run and passed here).
+    :param jobs: at most this many CPUs in use at once (default: every node's).
+    :param isolate: run every stage in a folder of its own, this node's too.
+    """
+
+    def __init__(
+        self,
+        pipe: Pipeline,
+        recorder: Recorder,
+        steps: list[Step],
+        checks: list[Step],
+        nodes: list[Node],
+        jobs: int | None,
+        isolate: bool,
+    ) -> None:
+        self.pipe, self.checks, self.isolate = pipe, checks, isolate
+        self.pending = list(steps)
+        self.recorder = recorder
+        self.names = {step.name for step in steps}
+        self.nodes = {node.node_id: node for node in nodes}
+        self.free = {node.node_id: node.cpus for node in nodes}
+        self.budget = jobs or sum(node.cpus for node in nodes)
+        self.state = {n.node_id: "ok" if n.local or not checks else "new" for n in nodes}
+        self.running: dict[Any, tuple[Step, Node]] = {}  # by Ray ref
+        self.checking: dict[Any, tuple[Step, Node]] = {}
+        self.done: set[str] = set()
+        self.failures: list[str] = []
+        self._archive: Any = None
+        self._require_fit(steps)
+
+    def _require_fit(self, steps: list[Step]) -> None:
+        widest = max(min(node.cpus, self.budget) for node in self.nodes.values())
+        for step in steps:
+            if step.threads > widest:
+                raise RunError(
+                    f"{step.name} needs {step.threads} CPUs (numerics.torch_threads) but at "
+                    f"most {widest} are available on one node; lower it or add a bigger node"
+                )
+
+    def run(self) -> int:
+        """Run every stage; :return: 0 when all finished, 1 when one failed."""
+        self._loop()
+        left = len(self.pending)
+        if self.failures:
+            log(
+                f"{len(self.failures)} failed, {len(self.done)} finished and recorded, "
+                f"{left} not run"
+            )
+            return 1
+        log(f"{len(self.done)} stages finished and recorded")
+        return 0
+
+    def _loop(self) -> None:
+        while True:
+            if not self.failures:
+                self._launch()
+            refs = [*self.running, *self.checking]
+            if not refs:
+                if self.pending and not self.failures:
+                    raise RunError("no node is left to run on: every node failed its check")
+                return
+            ref, result = cluster.wait_one(refs)
+            if ref in self.checking:
+                self._checked(ref, result)
+            else:
+                self._finished(ref, result)
+
+    def _ready(self) -> list[Step]:
+        """The pending stages whose upstream stages in this run are all done, in plan order."""
+        return [
+            step
+            for step in self.pending
+            if all(name in self.done for name in step.upstream if name in self.names)
+        ]
+
+    def _launch(self) -> None:
+        """Start what is ready on nodes with free CPUs (checking new nodes first)."""
+        ready = self._ready()
+        for new in self.nodes.values():
+            if ready and self.state[new.node_id] == "new":
+                self._start_checks(new)
+        for step in ready:
+            in_use = sum(each.threads for each, _ in self.running.values())
+            node = self._node_for(step)
+            if in_use + step.threads <= self.budget and node is not None:
+                self._start(step, node)
+
+    def _node_for(self, step: Step) -> Node | None:
+        """The first checked node with `step.threads` free CPUs (this one first)."""
+        for node_id, node in self.nodes.items():
+            if self.state[node_id] == "ok" and self.free[node_id] >= step.threads:
+                return node
+        return None
+
+    def _folder(self, node: Node) -> bool:
+        return self.isolate or not node.local
+
+    def _job(self, step: Step, node: Node) -> tuple[remote.Job, Any, Any]:
+        """The job of `step` on `node`, with its archive and input files (None, in place)."""
+        if not self._folder(node):
+            here = str(self.pipe.root)
+            return remote.Job(step.name, step.cmd, step.wdir, step.outs, here), None, None
+        shipped = (*step.inputs, *([] if step.check else step.outs))
+        root = self.pipe.root
+        names = files(root, [p for p in shipped if not p.startswith("../")], self.pipe.ignored)
+        data = {name: (root / name).read_bytes() for name in names}
+        return remote.Job(step.name, step.cmd, step.wdir, step.outs, None), self._code(), data
+
+    def _code(self) -> Any:
+        """The committed code (`git archive HEAD`, every pipeline output left out), in the object
+        store once."""
+        if self._archive is None:
+            excluded = [f":(exclude){out}" for out in self.pipe.pipeline_outs()]
+            done = subprocess.run(
+                ["git", "archive", "--format=tar", "HEAD", "--", ".", *excluded],
+                cwd=self.pipe.root,
+                capture_output=True,
+                check=False,
+            )
+            if done.returncode != 0:
+                why = (done.stderr.decode().strip().splitlines() or ["failed"])[-1]
+                raise RunError(f"git archive HEAD: {why} (other nodes get the committed code)")
+            self._archive = cluster.put(done.stdout)
+        return self._archive
+
+    def _start(self, step: Step, node: Node) -> None:
+        self.pending.remove(step)
+        self.pipe.prepare(step.name)
+        job, archive, data = self._job(step, node)
+        ref = cluster.submit(node, step.threads, job, archive, data)
+        self.running[ref] = (step, node)
+        self.free[node.node_id] -= step.threads
+        log(f"start   {step.name}  on {self._where(node)}")
+
+    def _where(self, node: Node) -> str:
+        return f"{node.label} ({'own folder' if self._folder(node) else 'workspace'})"
+
+    def _finished(self, ref: Any, result: remote.Result | Exception) -> None:
+        step, node = self.running.pop(ref)
+        self.free[node.node_id] += step.threads
+        if isinstance(result, remote.Result) and result.returncode == 0:
+            damaged = self._receive(step, result)
+            if damaged is None:
+                log(f"done    {step.name}  on {self._where(node)}  {result.seconds:.1f} s")
+                self.done.add(step.name)
+                self.recorder.finish(step)
+                return
+            result = RuntimeError(damaged)
+        self.failures.append(failure(step, self._where(node), result))
+        log(self.failures[-1])
+
+    def _receive(self, step: Step, result: remote.Result) -> str | None:
+        """Write a folder-mode stage's outputs into the workspace, each checked against the hash
+        the node computed. :return: why they cannot be taken, or None when written."""
+        for path, (data, digest) in result.outs.items():
+            if remote.sha256(data) != digest or not _inside(path, step.outs):
+                return f"output {path} arrived damaged or outside the stage's outputs"
+        if not result.outs:
+            return None
+        for out in step.outs:
+            folder = self.pipe.root / out
+            if folder.is_dir():
+                for old in files(self.pipe.root, [out]):
+                    if old not in result.outs:
+                        (self.pipe.root / old).unlink()
+        for path, (data, _) in sorted(result.outs.items()):
+            write_bytes(self.pipe.root / path, data)
+        return None
+
+    def _start_checks(self, node: Node) -> None:
+        """Run the machine checks on `node` in folders of their own; it gets no stage until
+        their reports match this machine's."""
+        self.state[node.node_id] = "checking"
+        for step in self.checks:
+            job, archive, data = self._job(step, node)
+            ref = cluster.submit(node, min(step.threads, node.cpus), job, archive, data)
+            self.checking[ref] = (step, node)
+
+    def _checked(self, ref: Any, result: remote.Result | Exception) -> None:
+        step, node = self.checking.pop(ref)
+        if self.state[node.node_id] == "excluded":
+            return
+        why = self._check_differs(step, result)
+        if why is not None:
+            self.state[node.node_id] = "excluded"
+            log(f"node {node.label} excluded: {why}")
+        elif not any(n is node for _, n in self.checking.values()):
+            self.state[node.node_id] = "ok"
+            log(f"node {node.label} passed the machine checks")
+
+    def _check_differs(self, step: Step, result: remote.Result | Exception) -> str | None:
+        if isinstance(result, Exception):
+            return f"{step.name} could not run there ({type(result).__name__})"
+        if result.returncode != 0:
+            last = (result.stderr_tail.splitlines() or [f"exit {result.returncode}"])[-1]
+            return f"{step.name} failed there: {last}"
+        for name in files(self.pipe.root, step.outs):
+            theirs = result.outs.get(name)
+            if theirs is None or theirs[0] != (self.pipe.root / name).read_bytes():
+                return f"its {step.name} report {name} differs from this machine's"
+        return None
+
+
+def _inside(path: str, outs: Iterable[str]) -> bool:
+    return any(path == out or path.startswith(f"{out}/") for out in outs)
+
+
+def run(targets: list[str], jobs: int | None, isolate: bool) -> int:
+    """Check this machine, then run the stale stages of `targets`. :return: the exit code."""
+    with Pipeline(targets) as pipe:
+        recorder = Recorder(pipe, pipe.steps)
+        try:
+            return _run(pipe, recorder, jobs, isolate)
+        finally:
+            recorder.flush()
+
+
+def _run(pipe: Pipeline, recorder: Recorder, jobs: int | None, isolate: bool) -> int:
+    checks = [step for step in pipe.steps if step.check]
+    failures = run_checks(pipe, checks, jobs or len(os.sched_getaffinity(0)), recorder)
+    if failures:
+        log("\n".join(failures))
+        return 1
+    stale = to_run(pipe.steps, pipe.changed())
+    if not stale:
+        log("Everything is up to date.")
+        return 0
+    try:
+        nodes = cluster.start(jobs)
+        return Scheduler(pipe, recorder, stale, checks, nodes, jobs, isolate).run()
+    finally:
+        cluster.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run; :return: the exit code."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("targets", nargs="*", help="dvc.yaml files or stages (default: dvc.yaml)")
+    parser.add_argument("--jobs", type=int, help="at most this many CPUs at once (default: all)")
+    parser.add_argument(
+        "--isolate",
+        action="store_true",
+        default=os.environ.get(ISOLATE_VAR) == "1",
+        help=f"run every stage in a folder of its own, as on another node ({ISOLATE_VAR}=1)",
+    )
+    args = parser.parse_args(argv)
+    code = [0]
+
+    def work() -> None:
+        if args.jobs is not None and args.jobs < 1:
+            raise RunError(f"--jobs: expected a number >= 1, got {args.jobs}")
+        code[0] = run(args.targets, args.jobs, args.isolate)
+
+    return console.run(work) or code[0]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
