@@ -5,7 +5,7 @@ every core of this machine or on a Ray cluster, and record each in dvc.lock as i
 
 TARGETs are what `dvc repro` takes (default: the root dvc.yaml; a study:
 `studies/<name>/dvc.yaml`). The plan comes from DVC itself (`tools.pipeline`). The machine checks
-(`always_changed` stages: `env_check@<exp>`) run first, here, as plain processes. Then a stage
+(`always_changed` stages: `env_check`) run first, here, as plain processes. Then a stage
 runs when DVC reports it changed or anything upstream of it runs, each as a Ray task holding
 `numerics.torch_threads` CPUs, as many at once as the CPUs allow; when nothing is stale Ray is
 never imported. With RAY_ADDRESS set, stages run on any node of that cluster: a node other than
