@@ -8,7 +8,9 @@ intervals of the mean and the IQM (seeds, then episodes, resampled; the generato
 `stats.seed` and the experiment's name), the worst and best seed's mean, the success rate
 (episodes at or above the env's reward threshold) and, when training evaluated periodically, how
 many seeds reached the threshold and their mean env steps to first reach it. Into `--metrics`
-(what `dvc metrics show` lists: one row per experiment) goes `<exp>.json` with the headline.
+(what `dvc metrics show` lists: one row per experiment) goes `<exp>.json` with the headline: the
+IQM and its interval (`iqm_lo`, `iqm_hi`), the mean, the success rate and the mean env steps to
+the threshold (`steps_to_thr`).
 """
 
 import dataclasses
@@ -27,14 +29,15 @@ from rlrepro.core import layout, params
 from rlrepro.core.files import remove_others, write_json
 from rlrepro.results.stats import bootstrap_ci, iqm
 
-# The headline of an experiment in `dvc metrics show`: its key there, and its key in the stats.
+# The headline of an experiment in `dvc metrics show`: its key there, its key in the stats, and
+# the decimals it is shown with (so that a row of every pipeline fits in 120 columns).
 HEADLINE = {
-    "iqm": "return_iqm",
-    "iqm_ci_low": "return_iqm_ci_low",
-    "iqm_ci_high": "return_iqm_ci_high",
-    "mean": "return_mean",
-    "success": "success_rate",
-    "steps_to_threshold": "steps_to_threshold_mean",
+    "iqm": ("return_iqm", 1),
+    "iqm_lo": ("return_iqm_ci_low", 1),
+    "iqm_hi": ("return_iqm_ci_high", 1),
+    "mean": ("return_mean", 1),
+    "success": ("success_rate", 3),
+    "steps_to_thr": ("steps_to_threshold_mean", 0),
 }
 
 
@@ -96,8 +99,12 @@ def experiment_stats(
 
 
 def headline(stats: dict[str, Any]) -> dict[str, Any]:
-    """The few `HEADLINE` values of an experiment's statistics that it has."""
-    return {key: stats[source] for key, source in HEADLINE.items() if source in stats}
+    """The few `HEADLINE` values of an experiment's statistics that it has, rounded."""
+    return {
+        key: round(stats[source], places) if places else round(stats[source])
+        for key, (source, places) in HEADLINE.items()
+        if source in stats
+    }
 
 
 def _returns(paths: Paths, name: str, seeds: tuple[int, ...]) -> list[np.ndarray]:

@@ -29,7 +29,7 @@ def _stale_stages(repo: Path) -> set[str]:
 
 def test_repro_twice_gives_identical_bytes(reproduced: Path, tmp_path: Path) -> None:
     first = _outputs(reproduced)
-    assert "models/cartpole-ppo-1.zip" in first and "reports/metrics/cartpole-ppo.json" in first
+    assert "models/cartpole-ppo-1.zip" in first and "metrics/cartpole-ppo.json" in first
     assert "data/env_check/pendulum-reinforce.json" in first
     repo = clone(reproduced, tmp_path / "again")
     assert _stale_stages(repo) == set()  # a fresh clone holds every result
@@ -40,9 +40,9 @@ def test_repro_twice_gives_identical_bytes(reproduced: Path, tmp_path: Path) -> 
 
 def test_metrics_show_one_short_row_per_experiment(reproduced: Path) -> None:
     shown = run(reproduced, "dvc", "metrics", "show").stdout.splitlines()
-    assert shown[0].split()[:4] == ["Path", "iqm", "iqm_ci_high", "iqm_ci_low"], shown
+    assert shown[0].split()[:4] == ["Path", "iqm", "iqm_hi", "iqm_lo"], shown
     assert sorted(line.split()[0] for line in shown[1:]) == [
-        f"reports/metrics/{exp}.json" for exp in EXPERIMENTS
+        f"metrics/{exp}.json" for exp in EXPERIMENTS
     ]
     assert max(len(line) for line in shown) <= 120, shown
 
@@ -73,16 +73,16 @@ def test_bad_param_fails_repro_and_keeps_results(reproduced: Path, tmp_path: Pat
 
 def test_exp_run_with_set_param_shows_in_metrics_diff(reproduced: Path, tmp_path: Path) -> None:
     repo = clone(reproduced, tmp_path / "exp")
-    committed = json.loads((repo / "reports/metrics/cartpole-ppo.json").read_text())
+    committed = json.loads((repo / "metrics/cartpole-ppo.json").read_text())
     run(repo, "dvc", "exp", "run", "-S", "experiments.cartpole-ppo.budget.steps=512")
-    now = json.loads((repo / "reports/metrics/cartpole-ppo.json").read_text())
+    now = json.loads((repo / "metrics/cartpole-ppo.json").read_text())
     assert now != committed
     diff = json.loads(run(repo, "dvc", "metrics", "diff", "--json").stdout)
-    assert set(diff) == {"reports/metrics/cartpole-ppo.json"}  # the other experiment: unchanged
-    for key, change in diff["reports/metrics/cartpole-ppo.json"].items():
+    assert set(diff) == {"metrics/cartpole-ppo.json"}  # the other experiment: unchanged
+    for key, change in diff["metrics/cartpole-ppo.json"].items():
         assert (change["old"], change["new"]) == (committed.get(key), now.get(key)), key
     assert {k for k in now if now[k] != committed.get(k)} == set(
-        diff["reports/metrics/cartpole-ppo.json"]
+        diff["metrics/cartpole-ppo.json"]
     )
     # `dvc plots diff` overlays the committed curves and the experiment's on one plot.
     run(repo, "dvc", "plots", "diff", "HEAD", "-o", "plots_diff")

@@ -194,29 +194,29 @@ def _reinforce_run(episodes: int = 3, hidden: tuple[int, ...] = (8, 8)) -> dict[
     """
     import gymnasium as gym
 
-    from rlrepro import reinforce
-    from rlrepro.params import Experiment, Policy
-    from rlrepro.trace import Trace
+    from rlrepro.agents.networks import GAUSSIAN_ENTRY, load_gaussian, mean_actor
+    from rlrepro.core.params import Experiment, Policy
+    from rlrepro.training import reinforce
+    from rlrepro.training.recording import Recording
 
     exp = Experiment(
         env="InvertedPendulum-v5",
         algo="reinforce",
         budget={"episodes": episodes},
         policy=Policy(hidden=hidden, activation="tanh"),
-        hyperparams={},
+        hyperparams={"learning_rate": 1e-3, "weight_decay": 0.01, "gamma": 0.99, "std_eps": 1e-6},
     )
-    config = reinforce.ReinforceConfig(
-        learning_rate=1e-3, weight_decay=0.01, gamma=0.99, std_eps=1e-6
+    description, entries = reinforce.train(
+        exp, "audit", 0, Recording(exp.env, None, 1), lambda _: None
     )
+    policy = load_gaussian(entries[GAUSSIAN_ENTRY], description)
     env = gym.make(exp.env)
-    state = reinforce.setup(exp, config, 0, env)
-    reinforce.train(exp, config, 0, env, state, lambda _e, _n: None, Trace(1))
-    act = reinforce.mean_actor(state[0], env)
+    act = mean_actor(policy, env)
     obs, _ = env.reset(seed=1)
     for _ in range(5):
         obs, *_ = env.step(act(obs))
     env.close()
-    return {k: v.detach().clone() for k, v in state[0].state_dict().items()}
+    return {k: v.detach().clone() for k, v in policy.state_dict().items()}
 
 
 def _configure(portable: bool) -> None:
@@ -405,7 +405,7 @@ def _reduction_torch_ops() -> dict[str, Callable[[torch.Tensor], Any]]:
         "mm_t": lambda x: rows(x)[:256] @ rows(x)[256:320].T.contiguous().T,
         # SB3's orthogonal initialisation (QR through MKL's LAPACK), on 64-wide layers
         "linalg_qr": lambda x: (torch.linalg.qr(rows(x)[:64]), torch.linalg.qr(rows(x)[:64, :3])),
-        "orthogonal_init": lambda x: torch.nn.init.orthogonal_(
+        "orthogonal_init": lambda _: torch.nn.init.orthogonal_(
             torch.empty(64, 64), generator=torch.Generator().manual_seed(0)
         ),
         "mm_64": lambda x: rows(x)[:64] @ rows(x)[64:128] @ rows(x)[128:192, :2],
