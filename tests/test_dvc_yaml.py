@@ -87,3 +87,23 @@ def test_studies_link_the_one_dvc_yaml() -> None:
     for study in studies:
         assert study.is_symlink() and study.resolve() == (ROOT / "dvc.yaml").resolve(), study
         assert yaml.safe_load((study.parent / "params.yaml").read_text())["root"] == "../.."
+
+
+@pytest.mark.parametrize("module", ["stages.train", "tools.verify", "tools.run", "tools.video"])
+def test_entry_points_start_from_a_plain_shell(module: str) -> None:
+    """Without the pins in the environment (a user's shell), every entry point sets them before
+    numpy or torch load, rather than failing on its first third-party import."""
+    import os
+    import subprocess
+    import sys
+
+    shell = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "MKL_", "ATEN_"))}
+    shell.pop("OPENBLAS_NUM_THREADS", None)
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--help"],
+        cwd=ROOT,
+        env=shell,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr

@@ -81,9 +81,7 @@ def test_exp_run_with_set_param_shows_in_metrics_diff(reproduced: Path, tmp_path
     assert set(diff) == {"metrics/cartpole-ppo.json"}  # the other experiment: unchanged
     for key, change in diff["metrics/cartpole-ppo.json"].items():
         assert (change["old"], change["new"]) == (committed.get(key), now.get(key)), key
-    assert {k for k in now if now[k] != committed.get(k)} == set(
-        diff["metrics/cartpole-ppo.json"]
-    )
+    assert {k for k in now if now[k] != committed.get(k)} == set(diff["metrics/cartpole-ppo.json"])
     # `dvc plots diff` overlays the committed curves and the experiment's on one plot.
     run(repo, "dvc", "plots", "diff", "HEAD", "-o", "plots_diff")
     html = (repo / "plots_diff" / "index.html").read_text()
