@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: put the venv first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test test-slow test-cpus verify verify-stats bench bench-pipeline videos play lint lock digests clean-venv
+.PHONY: repro test test-slow test-cpus verify verify-stats bench bench-pipeline videos play lint lock studies digests clean-venv
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -72,6 +72,11 @@ lock: $(STAMP)
 	$(BIN)/pip-compile --quiet --strip-extras --allow-unsafe --no-emit-find-links --no-emit-index-url \
 		--annotation-style=line -o requirements.txt requirements.in
 	sed -i 's/^torch==\([0-9.]*\)+cpu/torch==\1/' requirements.txt
+
+# The studies run the one pipeline: copy dvc.yaml into each (tests/test_dvc_yaml.py checks it).
+# Copies, not links: DVC reads a git revision's files without following links (dvc metrics diff).
+studies:
+	for study in studies/*/; do cp dvc.yaml $$study/dvc.yaml; done
 
 # Record this machine's physics digests as the references (deliberately; then commit them).
 digests: $(STAMP)
