@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.conftest import ROOT, clone, run, tiny_params, write_params
 
-OUTPUT_DIRS = ("data", "models", "reports")
+OUTPUT_DIRS = ("data", "models", "metrics", "reports")
 UNTRACKED = ("reports/machine/", "reports/timing/")  # wall clock and machine: differ by design
 EXPERIMENTS = sorted(tiny_params()["experiments"])
 
