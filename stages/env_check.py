@@ -28,12 +28,18 @@ from rlrepro import console
 from rlrepro.core import layout, params, requirements
 from rlrepro.core.errors import StageError
 from rlrepro.core.files import remove_others, write_json
+from rlrepro.machine import ALLOW_PHYSICS_VAR
 from rlrepro.machine.fingerprint import fingerprint
 
 ALLOW_MISMATCH_VAR = "RLREPRO_ALLOW_VERSION_MISMATCH"
-ALLOW_PHYSICS_VAR = "RLREPRO_ALLOW_PHYSICS_MISMATCH"
-# The check's own code: a change to it makes the next check a full one.
-_CODE = [Path(__file__), *sorted((Path(__file__).parents[1] / "rlrepro" / "machine").glob("*.py"))]
+# The check's own code, and the params and lock code it runs: a change to any of it makes the
+# next check a full one.
+_ROOT = Path(__file__).parents[1]
+_CODE = [
+    Path(__file__),
+    *sorted((_ROOT / "rlrepro" / "machine").glob("*.py")),
+    *sorted((_ROOT / "rlrepro" / "core").glob("*.py")),
+]
 
 
 @dataclasses.dataclass(frozen=True)

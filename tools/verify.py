@@ -31,7 +31,7 @@ from scipy.stats import mannwhitneyu
 
 from rlrepro.core import layout, params
 from rlrepro.core.errors import UserError
-from rlrepro.machine.physics import ALLOW_MISMATCH_VAR
+from rlrepro.machine import ALLOW_PHYSICS_VAR
 from rlrepro.training import trace
 
 Committed = Callable[[str], str | None]
@@ -211,7 +211,7 @@ def _env(stats: bool) -> dict[str, str]:
     """This environment with the venv first on PATH (and the physics check relaxed for --stats)."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     if stats:
-        env[ALLOW_MISMATCH_VAR] = "1"
+        env[ALLOW_PHYSICS_VAR] = "1"
     return env
 
 

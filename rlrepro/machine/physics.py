@@ -17,9 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlrepro.core.errors import StageError
-
-# Set to 1 to go on, with a warning, when this machine's physics differs from the reference.
-ALLOW_MISMATCH_VAR = "RLREPRO_ALLOW_PHYSICS_MISMATCH"
+from rlrepro.machine import ALLOW_PHYSICS_VAR
 
 
 def rollout_digest(env_id: str, steps: int, seed: int) -> str:
@@ -55,7 +53,7 @@ def check(env_id: str, steps: int, seed: int, references: Path) -> str:
     """The digest of `env_id`'s fixed rollout, checked against the committed `references`.
 
     :raises StageError: when there is no reference for `env_id`, `steps` and `seed`, or the
-        digest differs from it (unless `ALLOW_MISMATCH_VAR` is 1: then a warning on stderr).
+        digest differs from it (unless `ALLOW_PHYSICS_VAR` is 1: then a warning on stderr).
     """
     digest = rollout_digest(env_id, steps, seed)
     known = json.loads(references.read_text()) if references.is_file() else {}
@@ -71,12 +69,12 @@ def check(env_id: str, steps: int, seed: int, references: Path) -> str:
             f"on a fixed {steps}-step rollout (sha256 {digest[:16]}, "
             f"expected {expected['sha256'][:16]}), so results cannot match byte for byte"
         )
-        if os.environ.get(ALLOW_MISMATCH_VAR) == "1":
+        if os.environ.get(ALLOW_PHYSICS_VAR) == "1":
             print(f"warning: physics mismatch allowed: {message}", file=sys.stderr)
         else:
             raise StageError(
                 f"{message}; compare them statistically (`make verify-stats`), or make this "
                 "machine the reference deliberately (`make digests`, then commit and rerun); "
-                f"or set {ALLOW_MISMATCH_VAR}=1 to go on"
+                f"or set {ALLOW_PHYSICS_VAR}=1 to go on"
             )
     return digest
