@@ -254,3 +254,23 @@ def test_evaluate_never_unpickles_a_checkpoint(params_file: Path, tmp_path: Path
     with pytest.raises(Exception):  # noqa: B017 - SB3's own load runs the payload, then fails
         PPO.load(evil, device="cpu")
     assert marker.exists()  # so the payload was live: only our loading ignored it
+
+
+def test_padding_gives_each_row_the_same_bits_at_any_batch_size() -> None:
+    """The mechanism behind the batched evaluation: a 64-wide layer gives a row other bits in the
+    tail of the matrix kernel than in a full block, unless the rows are padded to whole blocks."""
+    import numpy as np
+    import torch
+
+    from rlrepro import numerics
+    from rlrepro.agents.networks import mlp
+    from rlrepro.agents.rollout import _padded
+
+    numerics.configure_torch(1)
+    torch.manual_seed(0)
+    net = mlp((4, 64, 64, 2), "tanh")
+    rows = list(np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32))
+    with torch.no_grad():
+        full = net(torch.from_numpy(_padded(rows)))
+        for n in range(1, len(rows)):
+            assert torch.equal(net(torch.from_numpy(_padded(rows[:n])))[:n], full[:n]), n
