@@ -140,12 +140,16 @@ def _train_process(name: str, timeout: float) -> psutil.Process:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("shell", ["/bin/sh", "/bin/bash"])
 def test_killed_stage_fails_alone_and_a_rerun_completes(
-    reproduced: Path, serial_changed: Path, tmp_path: Path
+    reproduced: Path, serial_changed: Path, tmp_path: Path, shell: str
 ) -> None:
+    """DVC runs a stage through $SHELL, else /bin/sh: dash reports its killed child as exit
+    137, bash execs the command and is killed itself; both read as the signal."""
     repo = clone(reproduced, tmp_path / "killed")
     write_params(repo / "params.yaml", changed_params())
-    full = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    full = {**os.environ, "PATH": path, "SHELL": shell}
     with subprocess.Popen(
         [sys.executable, "-m", "tools.run", "--jobs", "2"],
         cwd=repo,

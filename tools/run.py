@@ -17,6 +17,7 @@ nothing that finished. Exit 0 when every stage ran, 1 when one failed, 2 on a us
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -47,12 +48,22 @@ def failure(step: Step, where: str, result: remote.Result | Exception) -> str:
     if isinstance(result, Exception):
         why, tail = f"its task died: {type(result).__name__}", str(result).strip()
     else:
-        code = result.returncode
-        why = f"killed by signal {-code}" if code < 0 else f"exit {code}"
-        why, tail = f"{why} after {result.seconds:.1f} s", result.stderr_tail
+        why = f"{exit_reason(result.returncode)} after {result.seconds:.1f} s"
+        tail = result.stderr_tail
     lines = [f"FAILED  {step.name}  on {where}: {why}"]
     lines += [f"    {line}" for line in tail.splitlines()[-remote.TAIL_LINES :]]
     return "\n".join(lines)
+
+
+def exit_reason(code: int) -> str:
+    """How a stage's command ended, from its exit `code`: a negative code is the signal that
+    killed it; so is 128 + N from a shell (such as dash) that waited on its killed child."""
+    signals = {int(s) for s in signal.Signals}
+    if code < 0:
+        return f"killed by signal {-code}"
+    if code - 128 in signals:
+        return f"killed by signal {code - 128} (the shell's exit {code})"
+    return f"exit {code}"
 
 
 class Recorder:
