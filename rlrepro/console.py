@@ -8,6 +8,7 @@ library module imports it: only stage modules and tools do.)
 import argparse
 import dataclasses
 import sys
+import time
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -69,13 +70,13 @@ def parse(
 
 
 def run(work: Callable[[], object]) -> int:
-    """Call `work`; our own errors (`UserError`) become one line on stderr and exit code 2.
-    Anything else is a bug and keeps its traceback."""
+    """Call `work`; our own errors (`UserError`) become one line on stderr and their exit code
+    (2; 128 + N after signal N). Anything else is a bug and keeps its traceback."""
     try:
         work()
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return err.exit_code
     return 0
 
 
@@ -93,6 +94,7 @@ class Progress:
         self.stream = stream or sys.stderr
         self.done = 0
         self._next_line = 0
+        self._first: tuple[int, float] | None = None  # (done, time) at the first update
         self._bar = None
         if self.stream.isatty():
             from tqdm import tqdm  # only on a terminal: a plain run does not pay its import
@@ -104,9 +106,22 @@ class Progress:
         if self._bar is not None:
             self._bar.update(done - self.done)
         elif done >= self._next_line:
-            print(f"{self.label}: {done}/{self.total} {self.unit}", file=self.stream, flush=True)
+            line = f"{self.label}: {done:,}/{self.total:,} {self.unit}{self._eta(done)}"
+            print(line, file=self.stream, flush=True)
             self._next_line = done + max(1, self.total // 10)
         self.done = done
+
+    def _eta(self, done: int) -> str:
+        """ ", about 3m20s left", from the speed since the first update; "" before it."""
+        now = time.monotonic()
+        if self._first is None:
+            self._first = (done, now)
+        start, began = self._first
+        if done <= start:
+            return ""
+        left = round((now - began) / (done - start) * (self.total - done))
+        hours, rest = divmod(left, 3600)
+        return f", about {f'{hours}h' if hours else ''}{rest // 60}m{rest % 60:02d}s left"
 
     def close(self) -> None:
         """End the bar, or print the final line."""

@@ -7,6 +7,10 @@ training trace (`--trace`, CSV: after every `trace.every`-th update, short hashe
 parameters and the latest observations, to find where two runs part), and the progress curve
 (`--progress`, CSV: the deterministic evaluations during training, `periodic_eval`). The
 wall-clock seconds go to `--timing` (JSON), which is not tracked: they differ on every run.
+
+With params `resume: {every: N}`, a snapshot is written to `snapshots/` every N env steps and on
+SIGTERM or SIGINT (then the stage exits with 128 + the signal's number); a rerun continues from
+a matching snapshot, with the same bytes as a run never stopped (`rlrepro.training.snapshot`).
 """
 
 import dataclasses
@@ -20,6 +24,8 @@ from rlrepro.agents.rollout import CURVE_HEADER
 from rlrepro.core import params
 from rlrepro.core.errors import ParamsError
 from rlrepro.core.files import write_csv, write_json
+from rlrepro.core.layout import run_file
+from rlrepro.training import snapshot
 from rlrepro.training.recording import PROGRESS_HEADER
 from rlrepro.training.trace import TRACE_HEADER
 
@@ -44,6 +50,8 @@ class Job:
     experiment: params.Experiment
     numerics: params.Numerics
     tracing: params.Tracing
+    resume: params.Resume | None
+    key: str
 
 
 def job(raw: dict[str, Any], name: str, seed: int) -> Job:
@@ -53,12 +61,17 @@ def job(raw: dict[str, Any], name: str, seed: int) -> Job:
     """
     if seed < 0:
         raise ParamsError(f"seeds: expected integers >= 0, got {seed}")
+    experiment = params.experiment(raw, name)
+    shaping = {key: raw.get(key) for key in ("numerics", "trace")}
+    shaping.update(experiment=raw["experiments"][name], seed=seed)
     result = Job(
         name,
         seed,
-        params.experiment(raw, name),
+        experiment,
         params.section(raw, params.Numerics, "numerics"),
         params.section(raw, params.Tracing, "trace"),
+        params.section(raw, params.Resume, "resume") if "resume" in raw else None,
+        snapshot.run_key(shaping, snapshot.code_digest([Path(__file__)])),
     )
     training.check(result.experiment, name)
     return result
@@ -69,8 +82,22 @@ def train(job: Job, paths: Paths) -> training.Result:
     numerics.configure_torch(job.numerics.torch_threads)
     numerics.seed_everything(job.seed)
     ((unit, amount),) = job.experiment.budget.items()
-    progress = console.Progress(amount, unit, f"{job.name} seed {job.seed}")
-    result = training.train(job.experiment, job.name, job.seed, job.tracing.every, progress.update)
+    label = f"{job.name} seed {job.seed}"
+    snapshots = None
+    if job.resume is not None:
+        where = run_file(snapshot.FOLDER, job.name, job.seed, ".pkl")
+        snapshots = snapshot.Snapshots(where, job.key, job.resume.every, label)
+    progress = console.Progress(amount, unit, label)
+    pace = training.pace(job.experiment, job.name)
+
+    def on_progress(done: int) -> None:
+        progress.update(done)
+        pace(done)
+
+    with snapshot.stop_on_signals():
+        result = training.train(
+            job.experiment, job.name, job.seed, job.tracing.every, on_progress, snapshots
+        )
     progress.close()
     recording = result.recording
     checkpoint.write(paths.model, result.meta, result.entries)
@@ -78,6 +105,8 @@ def train(job: Job, paths: Paths) -> training.Result:
     write_csv(paths.trace, TRACE_HEADER, recording.trace.points)
     write_csv(paths.progress, PROGRESS_HEADER, recording.progress_rows)
     write_json(paths.timing, {"experiment": job.name, "seed": job.seed, **recording.timing()})
+    if snapshots is not None:
+        snapshots.remove()
     return result
 
 

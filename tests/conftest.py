@@ -6,9 +6,11 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import yaml
 
@@ -169,3 +171,20 @@ def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "results")
     return repo
+
+
+def train_process(name: str, timeout: float) -> psutil.Process:
+    """The `python -m stages.train` process of run `name`, once it runs."""
+    deadline = time.monotonic() + timeout
+    exp, seed = name.rsplit("-", 1)
+    while time.monotonic() < deadline:
+        for proc in psutil.process_iter(["cmdline"]):
+            cmd = proc.info["cmdline"] or []
+            if "stages.train" in cmd and cmd[cmd.index("--exp") + 1 : cmd.index("--exp") + 4] == [
+                exp,
+                "--seed",
+                seed,
+            ]:
+                return proc
+        time.sleep(0.05)
+    raise AssertionError(f"no train process of {name} within {timeout} s")

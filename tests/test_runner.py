@@ -8,16 +8,14 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 import yaml
 
-from tests.conftest import clone, make_project, run, tiny_params, write_params
+from tests.conftest import clone, make_project, run, tiny_params, train_process, write_params
 
 CHANGED_EXP = "pendulum-reinforce"
 RERUN = {
@@ -122,23 +120,6 @@ def test_failed_stage_is_named_and_the_others_are_recorded(
     }
 
 
-def _train_process(name: str, timeout: float) -> psutil.Process:
-    """The `python -m stages.train` process of run `name`, once it runs."""
-    deadline = time.monotonic() + timeout
-    exp, seed = name.rsplit("-", 1)
-    while time.monotonic() < deadline:
-        for proc in psutil.process_iter(["cmdline"]):
-            cmd = proc.info["cmdline"] or []
-            if "stages.train" in cmd and cmd[cmd.index("--exp") + 1 : cmd.index("--exp") + 4] == [
-                exp,
-                "--seed",
-                seed,
-            ]:
-                return proc
-        time.sleep(0.05)
-    raise AssertionError(f"no train process of {name} within {timeout} s")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("shell", ["/bin/sh", "/bin/bash"])
 def test_killed_stage_fails_alone_and_a_rerun_completes(
@@ -158,7 +139,7 @@ def test_killed_stage_fails_alone_and_a_rerun_completes(
         stderr=subprocess.STDOUT,
         text=True,
     ) as proc:
-        victim = _train_process(f"{CHANGED_EXP}-0", timeout=120)
+        victim = train_process(f"{CHANGED_EXP}-0", timeout=120)
         victim.send_signal(signal.SIGKILL)
         output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 1, output

@@ -83,6 +83,11 @@ def sb3_entries(saved_zip: bytes) -> dict[str, bytes]:
     data = json.loads(entries["data"])
     for key in _SB3_VOLATILE_KEYS:
         data.pop(key, None)
+    for value in data.values():
+        # A class's `__slotnames__` appear once pickle has met an instance of it (copyreg
+        # caches them on the class): after a snapshot, not before.
+        if isinstance(value, dict):
+            value.pop("__slotnames__", None)
     text = json.dumps(data, indent=4, sort_keys=True)
     entries["data"] = _MEMORY_ADDRESS.sub("", text).encode("utf-8")
     return entries

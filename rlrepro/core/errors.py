@@ -1,4 +1,5 @@
-"""Our own error types: the only ones a stage turns into one line on stderr and exit code 2.
+"""Our own error types: the only ones a stage turns into one line on stderr and exit code 2
+(`StoppedError`: 128 + the signal's number).
 
 Anything else (a bug here, in SB3, numpy or torch) keeps its traceback.
 """
@@ -6,6 +7,8 @@ Anything else (a bug here, in SB3, numpy or torch) keeps its traceback.
 
 class UserError(Exception):
     """Something the user can fix; its message is one line saying what and what to do."""
+
+    exit_code = 2
 
 
 class ParamsError(UserError):
@@ -18,3 +21,11 @@ class StageError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint this code cannot read: another format version, or not a checkpoint."""
+
+
+class StoppedError(UserError):
+    """SIGTERM or SIGINT stopped a training after it wrote a snapshot to resume from."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum  # as a shell reports a signal

@@ -112,6 +112,8 @@ class Experiment:
     :param n_envs: SB3 algorithms: envs stepped side by side (seeds seed, seed + 1, ...).
     :param normalize: SB3 algorithms: `VecNormalize` settings, or none.
     :param periodic_eval: the evaluation during training, or none.
+    :param max_days: the longest the training may take, in days at the speed measured in its
+        first seconds; a budget that would take longer is refused (a typo's safeguard).
     """
 
     env: str
@@ -122,6 +124,18 @@ class Experiment:
     n_envs: int = dataclasses.field(default=1, metadata={"min": 1})
     normalize: Normalize | None = None
     periodic_eval: PeriodicEval | None = None
+    max_days: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Resume:
+    """Snapshots of a training in progress (params section `resume`), from which a killed train
+    stage continues. They never change a result, so they are not a dep of any stage.
+
+    :param every: env steps between snapshots.
+    """
+
+    every: int = dataclasses.field(metadata={"min": 1})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,6 +219,8 @@ def experiment(raw: dict[str, Any], name: str) -> Experiment:
     )
     _check_env_id(exp.env, f"{where}.env")
     _check_budget(exp, where)
+    if exp.max_days <= 0:
+        raise ParamsError(f"{where}.max_days: expected a number > 0, got {exp.max_days}")
     if exp.algo == "reinforce" and (exp.n_envs != 1 or exp.normalize is not None):
         raise ParamsError(f"{where}: reinforce runs one env, unnormalised; drop n_envs, normalize")
     return exp

@@ -6,6 +6,8 @@ both record into the same `Recording` (curve, trace, periodic evaluations, clock
 """
 
 import dataclasses
+import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +18,7 @@ from rlrepro.core.errors import ParamsError
 from rlrepro.core.params import Experiment
 from rlrepro.training import reinforce, sb3
 from rlrepro.training.recording import Recording
+from rlrepro.training.snapshot import Snapshots
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,19 +54,71 @@ def check(exp: Experiment, name: str) -> None:
         sb3.check(exp, name, space)
 
 
+def pace(exp: Experiment, name: str, measure: float = 5.0) -> Callable[[int], None]:
+    """A progress listener that refuses a budget that would take more than `exp.max_days`: it
+    measures the speed over the first `measure` seconds after the first report, once.
+
+    :raises ParamsError: naming the budget, the estimate and the speed measured.
+    """
+    ((unit, amount),) = exp.budget.items()
+    first: tuple[int, float] | None = None
+    done_checking = False
+
+    def check(done: int) -> None:
+        nonlocal first, done_checking
+        if done_checking:
+            return
+        now = time.perf_counter()
+        if first is None:
+            first = (done, now)
+            return
+        seconds = now - first[1]
+        if seconds < measure:
+            return
+        done_checking = True
+        rate = (done - first[0]) / seconds
+        days = (amount - done) / rate / 86400 if rate > 0 else math.inf
+        if days > exp.max_days:
+            raise ParamsError(
+                f"experiments.{name}.budget.{unit}: {amount:,} would take about {_span(days)} "
+                f"at the {rate:,.0f} {unit}/s measured here, over max_days: {exp.max_days:g}; "
+                f"lower it, or raise experiments.{name}.max_days if it is intended"
+            )
+
+    return check
+
+
+def _span(days: float) -> str:
+    if days >= 730:
+        return f"{days / 365.25:,.0f} years"
+    return f"{days:,.1f} days"
+
+
 def train(
-    exp: Experiment, name: str, seed: int, trace_every: int, on_progress: Callable[[int], None]
+    exp: Experiment,
+    name: str,
+    seed: int,
+    trace_every: int,
+    on_progress: Callable[[int], None],
+    snapshots: Snapshots | None = None,
 ) -> Result:
     """Train experiment `name` (`exp`) with `seed`, hashing the policy every `trace_every`
-    updates; `on_progress` is told the budget spent so far (in the budget's unit)."""
-    recording = Recording(exp.env, exp.periodic_eval, trace_every)
+    updates; `on_progress` is told the budget spent so far (in the budget's unit). With
+    `snapshots`, continue from a matching snapshot if there is one, and write snapshots on."""
+    resumed = snapshots.load() if snapshots is not None else None
+    if resumed is not None:
+        recording: Recording = resumed["recording"]
+    else:
+        recording = Recording(exp.env, exp.periodic_eval, trace_every)
     meta: dict[str, Any] = {"algo": exp.algo, "env": exp.env, "experiment": name, "seed": seed}
     try:
         if exp.algo == "reinforce":
-            network, entries = reinforce.train(exp, name, seed, recording, on_progress)
+            network, entries = reinforce.train(
+                exp, name, seed, recording, on_progress, snapshots, resumed
+            )
             meta["network"] = network
         else:
-            entries = sb3.train(exp, name, seed, recording, on_progress)
+            entries = sb3.train(exp, name, seed, recording, on_progress, snapshots, resumed)
             meta["network"] = {
                 "hidden": list(exp.policy.hidden),
                 "activation": exp.policy.activation,

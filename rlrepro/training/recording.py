@@ -70,6 +70,17 @@ class Recording:
         self._next_eval = (step // self.periodic.every + 1) * self.periodic.every
         self._evaluating += time.perf_counter() - began
 
+    def __getstate__(self) -> dict[str, Any]:
+        """For a snapshot: the clock as seconds so far, not this process's counter."""
+        state = dict(self.__dict__)
+        state["_start"] = time.perf_counter() - self._start  # elapsed, evaluation included
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """From a snapshot: the clock goes on from the seconds it had."""
+        self.__dict__.update(state)
+        self._start = time.perf_counter() - state["_start"]
+
     def timing(self) -> dict[str, Any]:
         """The untracked timing record: training seconds, steps per second, seconds per eval."""
         seconds, steps = self.seconds(), self.steps

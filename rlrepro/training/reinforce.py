@@ -20,6 +20,7 @@ from rlrepro.agents.networks import GAUSSIAN_ENTRY, GaussianPolicy, box_dims, me
 from rlrepro.agents.rollout import Episode
 from rlrepro.core.params import Experiment, build
 from rlrepro.training.recording import Recording
+from rlrepro.training.snapshot import Snapshots
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,35 +137,60 @@ def train(
     seed: int,
     recording: Recording,
     on_progress: Callable[[int], None],
+    snapshots: Snapshots | None = None,
+    resumed: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """Train REINFORCE experiment `exp` with `seed` until its budget (episodes or env steps) is
     spent; the first episode starts from `env.reset(seed=seed)`. The trace records the
-    parameters and last observation after update 0 (none), 1, 2, ...
+    parameters and last observation after update 0 (none), 1, 2, ... With `resumed` (a
+    snapshot's state), continue from it; with `snapshots`, write them between episodes.
 
     :return: the policy's description (for the checkpoint's meta) and the checkpoint entries:
         policy weights, optimizer state and the sampler's RNG state.
     """
     settings = config(exp, name)
-    env: gym.Env[np.ndarray, np.ndarray] = gym.make(exp.env)
-    obs_dim, act_dim, _, _ = box_dims(env)
-    policy = GaussianPolicy(
-        obs_dim, act_dim, exp.policy.hidden, exp.policy.activation, settings.std_eps
-    )
-    optimizer = torch.optim.AdamW(
-        policy.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
-    )
-    generator = torch.Generator().manual_seed(seed)
+    if resumed is None:
+        env: gym.Env[np.ndarray, np.ndarray] = gym.make(exp.env)
+        obs_dim, act_dim, _, _ = box_dims(env)
+        policy = GaussianPolicy(
+            obs_dim, act_dim, exp.policy.hidden, exp.policy.activation, settings.std_eps
+        )
+        optimizer = torch.optim.AdamW(
+            policy.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+        )
+        generator = torch.Generator().manual_seed(seed)
+        steps = episodes = 0
+        obs, _ = env.reset(seed=seed)
+        last_obs = obs
+    else:
+        env, policy, optimizer = resumed["env"], resumed["policy"], resumed["optimizer"]
+        generator = torch.Generator()
+        generator.set_state(resumed["generator"])
+        steps, episodes = resumed["step"], resumed["episodes"]
+        obs, last_obs = resumed["obs"], resumed["last_obs"]
 
     def actor() -> Callable[[np.ndarray], np.ndarray]:
         return mean_actor(policy, env)
 
+    def state() -> dict[str, Any]:
+        return {
+            "env": env,
+            "policy": policy,
+            "optimizer": optimizer,
+            "generator": generator.get_state(),
+            "episodes": episodes,
+            "obs": obs,
+            "last_obs": last_obs,
+            "recording": recording,
+        }
+
     ((unit, amount),) = exp.budget.items()
-    steps = episodes = 0
-    obs, _ = env.reset(seed=seed)
-    recording.evaluate(0, actor)
-    recording.trace.record(0, 0, policy.parameters(), obs)
-    last_obs = obs
+    if resumed is None:
+        recording.evaluate(0, actor)
+        recording.trace.record(0, 0, policy.parameters(), obs)
     while (episodes if unit == "episodes" else steps) < amount:
+        if snapshots is not None:
+            snapshots.at_top(steps, state)
         episode = _run_episode(env, obs, policy, generator)
         _update(policy, optimizer, episode, settings.gamma)
         steps += len(episode[2])

@@ -28,6 +28,7 @@ from rlrepro.agents.rollout import Actor, Episode
 from rlrepro.core.errors import ParamsError
 from rlrepro.core.params import Experiment
 from rlrepro.training.recording import Recording
+from rlrepro.training.snapshot import Snapshots
 
 # Hyperparameters that may be a schedule of the training progress, `{schedule: linear, ...}`.
 _SCHEDULABLE = ("learning_rate", "clip_range", "clip_range_vf")
@@ -115,13 +116,16 @@ class _Recorder(BaseCallback):
     (from 0) follows update k.
     """
 
-    def __init__(self, recording: Recording, on_progress: Callable[[int], None]) -> None:
+    def __init__(
+        self, recording: Recording, on_progress: Callable[[int], None], updates: int = 0
+    ) -> None:
         super().__init__()
         self.recording, self.on_progress = recording, on_progress
-        self.updates = 0
+        self.updates = updates
 
     def _on_training_start(self) -> None:
-        self.recording.evaluate(0, self._actor)
+        if self.model.num_timesteps == 0:  # not when resumed
+            self.recording.evaluate(0, self._actor)
 
     def _on_rollout_start(self) -> None:
         self._trace(force=False)
@@ -185,17 +189,55 @@ def _model(exp: Experiment, name: str, seed: int) -> BaseAlgorithm:
         ) from err
 
 
+# Attributes of a model that a snapshot leaves out: the logger (open streams; `learn` makes a new
+# one) and the snapshotting wrapper that `train` puts on the instance.
+_NOT_SNAPSHOT = ("_logger", "collect_rollouts")
+
+
 def train(
     exp: Experiment,
     name: str,
     seed: int,
     recording: Recording,
     on_progress: Callable[[int], None],
+    snapshots: Snapshots | None = None,
+    resumed: dict[str, Any] | None = None,
 ) -> dict[str, bytes]:
     """Train SB3 agent `exp` with `seed` for its budget of env steps, recording into
-    `recording`; :return: the checkpoint entries (SB3's zip, canonical, and VecNormalize's)."""
-    model = _model(exp, name, seed)
-    model.learn(total_timesteps=exp.budget["steps"], callback=_Recorder(recording, on_progress))
+    `recording`, from the `resumed` snapshot state if given, writing `snapshots` if given.
+
+    A snapshot is taken where SB3's `learn` loop starts a rollout (after the previous update,
+    before anything of the next rollout runs), so that `learn(reset_num_timesteps=False)`
+    continues from it exactly.
+
+    :return: the checkpoint entries (SB3's zip, canonical, and VecNormalize's).
+    """
+    if resumed is None:
+        model, updates = _model(exp, name, seed), 0
+    else:
+        cls = sb3_class(exp.algo)
+        model, updates = cls.__new__(cls), resumed["updates"]
+        model.__dict__.update(resumed["model"])
+    recorder = _Recorder(recording, on_progress, updates)
+    if snapshots is not None:
+        collect = model.collect_rollouts  # type: ignore[attr-defined]
+
+        def state() -> dict[str, Any]:
+            attrs = {k: v for k, v in model.__dict__.items() if k not in _NOT_SNAPSHOT}
+            return {"model": attrs, "updates": recorder.updates, "recording": recording}
+
+        def snapshotting(*args: Any, **kwargs: Any) -> Any:
+            snapshots.at_top(model.num_timesteps, state)
+            return collect(*args, **kwargs)
+
+        model.collect_rollouts = snapshotting  # type: ignore[attr-defined]
+    model.learn(
+        total_timesteps=exp.budget["steps"] - model.num_timesteps,
+        callback=recorder,
+        reset_num_timesteps=resumed is None,
+    )
+    model.__dict__.pop("collect_rollouts", None)
+    model._num_timesteps_at_start = 0  # where this `learn` began, saved: as if never stopped
     env = model.get_env()
     assert env is not None
     env.close()

@@ -1,0 +1,250 @@
+"""Snapshots of a training in progress: a killed or stopped train stage resumes from its last
+snapshot and ends with the same bytes as a run that was never stopped.
+
+A snapshot is one pickle of everything the rest of the run depends on: the agent (networks,
+optimizers, rollout or replay buffer, counters, schedule progress), every env with its full
+state, `VecNormalize` with its running `returns`, the recording so far, and the global RNGs of
+Python, numpy and torch. It is written every `resume.every` env steps, at the top of the
+training loop (between an update and the next rollout), and when SIGTERM or SIGINT arrives.
+
+Pickle needs help in four places, given by `_Pickler`:
+- A Gymnasium MuJoCo env pickles as its constructor's arguments (`EzPickle`), which would lose
+  the simulation: it is rebuilt from them, then its attributes and MuJoCo's integration state
+  (`mj_getState` with `mjSTATE_INTEGRATION`, which includes `qacc_warmstart`) are set.
+- `VecNormalize` drops its wrapped env and `returns` when pickled: both are kept.
+- A replay buffer that is not full keeps only its filled rows (the rest are zeros).
+- A numpy dtype unpickles as a copy, but SB3's checkpoint pickles the action space, whose
+  bytes depend on whether its dtype is numpy's own (shared with its scalars): it stays so.
+
+A snapshot is this machine's scratch file: it lives in `snapshots/` (ignored by git and DVC),
+is never pushed or shared, and is loaded only when its key matches. The key hashes everything
+that shapes the run (the experiment's params, seed, trace and numerics settings, the training
+code and `requirements.txt`), so a snapshot of another run, or of older code, is never used.
+Written atomically (a temporary file, fsync, rename), it is either whole or absent; a run that
+finishes removes it.
+"""
+
+import hashlib
+import io
+import os
+import pickle
+import random
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mujoco
+import numpy as np
+import torch
+from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.vec_env import VecNormalize
+
+import rlrepro
+from rlrepro.core.errors import StoppedError
+from rlrepro.core.files import canonical_json
+
+FOLDER = Path("snapshots")  # relative to the stage's folder; untracked
+_INTEGRATION = mujoco.mjtState.mjSTATE_INTEGRATION
+_MUJOCO_TYPES = (mujoco.MjModel, mujoco.MjData)
+_MUJOCO_ATTRS = ("model", "data", "mujoco_renderer")
+
+
+_stop_signal: int | None = None
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    """Note the signal; the training loop writes a snapshot and stops at its next top. A second
+    signal is not waited for: the default action is restored for it."""
+    global _stop_signal
+    _stop_signal = signum
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_DFL if sig == signal.SIGTERM else signal.default_int_handler)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """While inside, SIGTERM and SIGINT (Slurm's pre-emption, `dvc queue kill`, Ctrl-C) ask the
+    training to snapshot and stop instead of dying where they land."""
+    global _stop_signal
+    _stop_signal = None
+    before = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def code_digest(extra: list[Path]) -> str:
+    """sha256 of the `rlrepro` package's Python files, `extra` files and the lock file."""
+    root = Path(rlrepro.__file__).resolve().parent
+    digest = hashlib.sha256()
+    files = sorted(root.rglob("*.py")) + [Path(p).resolve() for p in extra]
+    files.append(root.parent / "requirements.txt")
+    for file in files:
+        name = file.relative_to(root.parent) if file.is_relative_to(root.parent) else file.name
+        digest.update(f"{name}\0".encode())
+        digest.update(file.read_bytes() if file.is_file() else b"<missing>")
+    return digest.hexdigest()
+
+
+def run_key(shaping: dict[str, Any], code: str) -> str:
+    """The key of a run: sha256 of what shapes it (params as plain data) and the code digest."""
+    return hashlib.sha256(f"{canonical_json(shaping)}\0{code}".encode()).hexdigest()
+
+
+class Snapshots:
+    """The snapshots of one run.
+
+    :param path: the snapshot file, e.g. `snapshots/cartpole-ppo-0.pkl`.
+    :param key: the run's key (`run_key`); a file with another key is ignored.
+    :param every: env steps between snapshots.
+    :param label: the run's name in messages, e.g. "cartpole-ppo seed 0".
+    """
+
+    def __init__(self, path: Path, key: str, every: int, label: str) -> None:
+        self.path, self.key, self.every, self.label = path, key, every, label
+        self._next = every
+
+    def load(self) -> dict[str, Any] | None:
+        """The state of a matching snapshot, with the global RNGs restored; none when there is
+        no snapshot or its key is another run's (or it is damaged: then the run starts over)."""
+        try:
+            with self.path.open("rb") as file:
+                header = file.readline().split()
+                body = file.read()
+        except FileNotFoundError:
+            return None
+        if len(header) != 2 or header[0].decode() != self.key:
+            return None
+        if hashlib.sha256(body).hexdigest() != header[1].decode():
+            print(f"{self.path}: damaged snapshot, ignored; starting over", file=sys.stderr)
+            return None
+        state: dict[str, Any] = pickle.loads(body)  # our own file, its key matched
+        rngs = state.pop("rngs")
+        random.setstate(rngs["python"])
+        np.random.set_state(rngs["numpy"])
+        torch.set_rng_state(rngs["torch"])
+        self._next = (state["step"] // self.every + 1) * self.every
+        print(f"resuming {self.label} from step {state['step']:,}", file=sys.stderr, flush=True)
+        return state
+
+    def at_top(self, step: int, state: Callable[[], dict[str, Any]]) -> None:
+        """The training loop is at its top at env step `step`: write `state()` when a snapshot
+        is due, or a stop was asked for (then :raises StoppedError:)."""
+        stop = _stop_signal
+        if step < self._next and stop is None:
+            return
+        self.save(step, state())
+        self._next = (step // self.every + 1) * self.every
+        if stop is not None:
+            name = signal.Signals(stop).name
+            raise StoppedError(
+                f"{self.label}: stopped by {name} at step {step:,}; snapshot {self.path} "
+                "written: rerun `dvc repro` to resume",
+                stop,
+            )
+
+    def save(self, step: int, state: dict[str, Any]) -> None:
+        """Write `state` (at env step `step`) with the global RNGs, atomically."""
+        rngs = {
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state(),
+        }
+        buffer = io.BytesIO()
+        _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(
+            {**state, "step": step, "rngs": rngs}
+        )
+        body = buffer.getvalue()
+        header = f"{self.key} {hashlib.sha256(body).hexdigest()}\n".encode()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            with temporary.open("wb") as file:
+                file.write(header)
+                file.write(body)
+                file.flush()
+                os.fsync(file.fileno())
+            temporary.replace(self.path)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    def remove(self) -> None:
+        """Remove the snapshot and any temporary file a killed write left behind."""
+        self.path.unlink(missing_ok=True)
+        for leftover in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles MuJoCo envs with their simulation, `VecNormalize` whole, replay buffers lean."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, np.dtype) and obj.isbuiltin == 1:
+            return np.dtype, (obj.str,)
+        if isinstance(obj, MujocoEnv):
+            attrs = {
+                k: v
+                for k, v in obj.__dict__.items()
+                if k not in _MUJOCO_ATTRS and not isinstance(v, _MUJOCO_TYPES)
+            }
+            physics = np.empty(mujoco.mj_stateSize(obj.model, _INTEGRATION))
+            mujoco.mj_getState(obj.model, obj.data, physics, _INTEGRATION)
+            args = (type(obj), obj._ezpickle_args, obj._ezpickle_kwargs)  # type: ignore[attr-defined]
+            return _rebuild_env, args, (attrs, physics), None, None, _set_env
+        if isinstance(obj, VecNormalize):
+            attrs = {k: v for k, v in obj.__dict__.items() if k != "class_attributes"}
+            return _bare, (type(obj),), attrs, None, None, _set_vec_normalize
+        if isinstance(obj, ReplayBuffer) and not obj.full:
+            attrs = {
+                k: (_Rows(v.shape, v[: obj.pos]) if _is_rows(v, obj.buffer_size) else v)
+                for k, v in obj.__dict__.items()
+            }
+            return _bare, (type(obj),), attrs, None, None, _set_buffer
+        return NotImplemented
+
+
+class _Rows:
+    """The filled rows of a zero-initialised buffer array of `shape`."""
+
+    def __init__(self, shape: tuple[int, ...], rows: np.ndarray) -> None:
+        self.shape, self.rows = shape, rows.copy()
+
+    def array(self) -> np.ndarray:
+        full = np.zeros(self.shape, dtype=self.rows.dtype)
+        full[: len(self.rows)] = self.rows
+        return full
+
+
+def _is_rows(value: object, size: int) -> bool:
+    return isinstance(value, np.ndarray) and value.ndim > 0 and value.shape[0] == size
+
+
+def _rebuild_env(cls: type[MujocoEnv], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return cls(*args, **kwargs)
+
+
+def _set_env(env: MujocoEnv, state: tuple[dict[str, Any], np.ndarray]) -> None:
+    attrs, physics = state
+    env.__dict__.update(attrs)
+    mujoco.mj_setState(env.model, env.data, physics, _INTEGRATION)
+
+
+def _bare(cls: type[Any]) -> Any:
+    return object.__new__(cls)
+
+
+def _set_vec_normalize(env: VecNormalize, attrs: dict[str, Any]) -> None:
+    import inspect
+
+    env.__dict__.update(attrs)
+    env.class_attributes = dict(inspect.getmembers(env.__class__))
+
+
+def _set_buffer(buffer: ReplayBuffer, attrs: dict[str, Any]) -> None:
+    buffer.__dict__.update({k: v.array() if isinstance(v, _Rows) else v for k, v in attrs.items()})
