@@ -14,6 +14,9 @@ the run moves both alike:
 - `train`: stage `train` of cartpole-ppo seed 0 against a plain SB3 script with the same
   hyperparameters (`benchmarks/sb3_train.py`): the pipeline's tax, portable numerics included.
   Target: at most 1.05x.
+- `snapshots`: stage `train` of cartpole-ppo seed 0 with its budget raised to 20,000 steps and
+  snapshots at the default interval (params.yaml's `resume`), against the same without `resume`:
+  what snapshots cost a training.
 - `reinforce`: REINFORCE's env steps per second (training pendulum-reinforce from seed 0 for a
   fixed number of episodes, no periodic evaluation) beside `env.step`'s own speed on the same env
   (pre-sampled random actions, resets included).
@@ -63,10 +66,26 @@ def _alternate(first: Callable[[], float], second: Callable[[], float], runs: in
     return f"{ma:8.3f} vs {mb:8.3f}   ratio {ma / mb:5.2f}   (medians of {runs})"
 
 
+def _snapshot_params(out: Path) -> tuple[Path, Path]:
+    """params.yaml with cartpole-ppo's budget at 20,000 steps, as is and without `resume`."""
+    import yaml
+
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data["experiments"]["cartpole-ppo"]["budget"] = {"steps": 20000}
+    with_snapshots, without = out / "snapshots.yaml", out / "no-snapshots.yaml"
+    with_snapshots.write_text(yaml.safe_dump(data))
+    del data["resume"]
+    without.write_text(yaml.safe_dump(data))
+    return with_snapshots, without
+
+
 def _pairs(out: Path) -> list[Pair]:
     python = sys.executable
     model = "models/pendulum-ppo-0.zip"
     train_out = [f"--{k}" for k in ("model", "curve", "trace", "progress", "timing")]
+    train = [python, "-m", "stages.train", "--exp", "cartpole-ppo", "--seed", "0"]
+    train += [arg for k in train_out for arg in (k, str(out / k.strip("-")))]
+    with_snapshots, without = _snapshot_params(out)
     return [
         Pair(
             "noop",
@@ -94,9 +113,14 @@ def _pairs(out: Path) -> list[Pair]:
         ),
         Pair(
             "train",
-            [python, "-m", "stages.train", "--exp", "cartpole-ppo", "--seed", "0"]
-            + [arg for k in train_out for arg in (k, str(out / k.strip("-")))],
+            train,
             [python, "-m", "benchmarks.sb3_train", "cartpole-ppo", "0"],
+            "<= 1.05",
+        ),
+        Pair(
+            "snapshots",
+            [*train, "--params", str(with_snapshots)],
+            [*train, "--params", str(without)],
             "<= 1.05",
         ),
     ]
@@ -144,9 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     """Print each figure's medians and ratio."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each (default 3)")
-    parser.add_argument("--only", nargs="*", help="noop, evaluate, train, reinforce")
+    parser.add_argument("--only", nargs="*", help="noop, evaluate, train, snapshots, reinforce")
     args = parser.parse_args(argv)
-    chosen = set(args.only or ("noop", "evaluate", "train", "reinforce"))
+    chosen = set(args.only or ("noop", "evaluate", "train", "snapshots", "reinforce"))
     os.environ.setdefault("PYTHONPATH", str(ROOT))
     with tempfile.TemporaryDirectory() as folder:
         print("figure      subject s   anchor s")

@@ -55,7 +55,10 @@ BAD_CASES = [
         [
             f"{PPO}.polcy",
             "unknown key",
-            "accepted: algo, budget, env, hyperparams, n_envs, normalize, periodic_eval, policy",
+            (
+                "accepted: algo, budget, env, hyperparams, max_days, n_envs, normalize, "
+                "periodic_eval, policy"
+            ),
         ],
     ),
     (
@@ -119,6 +122,16 @@ BAD_CASES = [
         ["numerics.torch_threads", ">= 1"],
     ),
     (lambda d: _delete(d, "numerics"), "cartpole-ppo", ["numerics", "missing key"]),
+    (
+        lambda d: _set(d, "resume", {"every": 0}),
+        "cartpole-ppo",
+        ["resume.every", "expected an integer >= 1, got 0"],
+    ),
+    (
+        lambda d: _set(d, f"{PPO}.max_days", 0),
+        "cartpole-ppo",
+        [f"{PPO}.max_days", "expected a number > 0, got 0"],
+    ),
     (lambda d: _set(d, "experiments", {}), "cartpole-ppo", ["experiments.cartpole-ppo"]),
 ]
 
@@ -247,3 +260,21 @@ def test_unwritable_output_is_one_line_and_keeps_what_was_there(
             assert sorted(p.name for p in folder.iterdir()) == [paths.curve.name, "filler"]
     finally:
         subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_budget_of_years_is_refused_after_seconds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Steps 10^12 (a typo) would run for years: refused once the speed is measured, with one
+    error line after the progress lines; nothing is written."""
+    data = _set(tiny_params(), f"{PPO}.budget", {"steps": 10**12})
+    path = write_params(tmp_path / "params.yaml", data)
+    paths = train_paths(tmp_path / "out", "cartpole-ppo")
+    assert train.main(argv(path, paths, exp="cartpole-ppo", seed=0)) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in lines if not line.startswith("cartpole-ppo seed 0: ")]
+    assert errors == [lines[-1]], lines
+    assert lines[-1].startswith(f"error: {PPO}.budget.steps: 1,000,000,000,000 would take about ")
+    assert " years at the " in lines[-1]
+    assert f"raise {PPO}.max_days if it is intended" in lines[-1]
+    assert not paths.model.parent.exists()

@@ -78,6 +78,21 @@ def test_up_to_date_starts_no_ray(reproduced: Path, tmp_path: Path) -> None:
     assert run(repo, "git", "status", "--porcelain").stdout == ""
 
 
+def test_seeds_that_dvc_cannot_expand_are_one_line_naming_the_key(
+    reproduced: Path, tmp_path: Path
+) -> None:
+    repo = clone(reproduced, tmp_path / "seeds")
+    data = tiny_params()
+    data["seeds"] = "abc"
+    write_params(repo / "params.yaml", data)
+    result = runner(repo)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: params.yaml: seeds: expected a non-empty list of distinct integers, got 'abc'"
+    ]
+    assert run(repo, "git", "status", "--porcelain").stdout == " M params.yaml\n"
+
+
 def test_param_change_reruns_those_stages_with_the_serial_lock(
     reproduced: Path, serial_changed: Path, tmp_path: Path
 ) -> None:

@@ -22,10 +22,12 @@ import subprocess
 import sys
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
 from typing import Any
 
 from rlrepro import console
-from rlrepro.core.errors import UserError
+from rlrepro.core import params
+from rlrepro.core.errors import ParamsError, UserError
 from rlrepro.core.files import write_bytes
 from tools import cluster, remote
 from tools.cluster import Node
@@ -339,8 +341,26 @@ def _inside(path: str, outs: Iterable[str]) -> bool:
     return any(path == out or path.startswith(f"{out}/") for out in outs)
 
 
+def check_params(targets: list[str]) -> None:
+    """Check what DVC itself reads from each target pipeline's params.yaml to expand its stages
+    (`seeds`, the experiments' names): DVC's own error for `seeds: abc` names no key.
+
+    :raises ParamsError: naming the file and the key.
+    """
+    pipelines = [Path(t) for t in targets if t.endswith("dvc.yaml")] or [Path("dvc.yaml")]
+    for pipeline in pipelines:
+        file = pipeline.parent / "params.yaml"
+        raw = params.read(file)
+        try:
+            params.seeds(raw)
+            params.section_names(raw, "experiments")
+        except ParamsError as err:
+            raise ParamsError(f"{file}: {err}") from None
+
+
 def run(targets: list[str], jobs: int | None, isolate: bool) -> int:
     """Check this machine, then run the stale stages of `targets`. :return: the exit code."""
+    check_params(targets)
     with Pipeline(targets) as pipe:
         recorder = Recorder(pipe, pipe.steps)
         try:
