@@ -27,7 +27,8 @@ test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow --ignore tests/test_other_cpus.py
 
 # The same bytes on other CPUs: every algorithm's train and evaluate stages on emulated Intel and
-# AMD CPUs (qemu-user, installed by the test when missing), against a native run: about 20 minutes.
+# AMD CPUs (qemu-user, installed by the test when missing), against a native run; the two models run
+# at once, one core each.
 test-cpus: $(STAMP)
 	$(BIN)/python -m pytest -m slow -s tests/test_other_cpus.py
 
