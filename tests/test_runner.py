@@ -93,6 +93,32 @@ def test_seeds_that_dvc_cannot_expand_are_one_line_naming_the_key(
     assert run(repo, "git", "status", "--porcelain").stdout == " M params.yaml\n"
 
 
+def test_a_repository_locked_by_another_dvc_is_one_line(reproduced: Path, tmp_path: Path) -> None:
+    repo = clone(reproduced, tmp_path / "busy")
+    holder = (
+        "import sys, time; from dvc.repo import Repo, lock_repo; "
+        "repo = Repo(); lock = lock_repo(repo); lock.__enter__(); "
+        "print('locked', flush=True); time.sleep(120)"
+    )
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    with subprocess.Popen(
+        [sys.executable, "-c", holder],
+        cwd=repo,
+        env={**os.environ, "PATH": path},
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as other:
+        assert other.stdout is not None and other.stdout.readline() == "locked\n"
+        result = runner(repo)
+        other.kill()
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: .dvc/tmp/lock: another DVC command holds this repository (a `dvc repro` or "
+        "`make repro` still running?); wait for it to end, or give every pipeline to one run: "
+        "python -m tools.run dvc.yaml studies/<name>/dvc.yaml"
+    ]
+
+
 def test_param_change_reruns_those_stages_with_the_serial_lock(
     reproduced: Path, serial_changed: Path, tmp_path: Path
 ) -> None:

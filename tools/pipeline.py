@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rlrepro.core import params
+from rlrepro.core.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,13 +93,22 @@ class Pipeline:
     dvc.yaml). Use it as a context manager: the lock is released on exit."""
 
     def __init__(self, targets: list[str]) -> None:
+        from dvc.lock import LockError
         from dvc.repo import Repo, lock_repo
         from dvc.repo.reproduce import collect_stages, get_active_graph, plan_repro
 
         logging.getLogger("dvc").setLevel(logging.WARNING)  # not its "Updating lock file" lines
         self._exit = ExitStack()
         self.repo = self._exit.enter_context(Repo())
-        self._exit.enter_context(lock_repo(self.repo))
+        try:
+            self._exit.enter_context(lock_repo(self.repo))
+        except LockError:
+            self._exit.close()
+            raise UserError(
+                ".dvc/tmp/lock: another DVC command holds this repository (a `dvc repro` or "
+                "`make repro` still running?); wait for it to end, or give every pipeline to "
+                "one run: python -m tools.run dvc.yaml studies/<name>/dvc.yaml"
+            ) from None
         self.root = Path(self.repo.root_dir)
         graph = get_active_graph(self.repo.index.graph)
         plan = plan_repro(graph, collect_stages(self.repo, targets or ["dvc.yaml"]))
