@@ -8,6 +8,7 @@ the run moves both alike:
 
 - `noop`: a no-op `make repro` against `dvc status` of the same repository (the pipeline must be
   up to date: run `make repro` first). Target: at most 1.2x.
+- `noop-repro`: the same no-op `make repro` against a no-op `dvc repro`. Target: at most 1.0x.
 - `evaluate`: stage `evaluate` on `models/pendulum-ppo-0.zip` (100 episodes) against SB3's
   `evaluate_policy` on the same checkpoint and episode count (`benchmarks/sb3_evaluate.py`).
   Target: the stage at least 3x faster.
@@ -94,6 +95,12 @@ def _pairs(out: Path) -> list[Pair]:
             "<= 1.2",
         ),
         Pair(
+            "noop-repro",
+            ["make", "--no-print-directory", "repro"],
+            [str(Path(python).parent / "dvc"), "repro"],
+            "<= 1.0",
+        ),
+        Pair(
             "evaluate",
             [
                 *(
@@ -168,9 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     """Print each figure's medians and ratio."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="timed runs of each (default 3)")
-    parser.add_argument("--only", nargs="*", help="noop, evaluate, train, snapshots, reinforce")
+    every = ("noop", "noop-repro", "evaluate", "train", "snapshots", "reinforce")
+    parser.add_argument("--only", nargs="*", choices=every, help="the figures to measure")
     args = parser.parse_args(argv)
-    chosen = set(args.only or ("noop", "evaluate", "train", "snapshots", "reinforce"))
+    chosen = set(args.only or every)
     os.environ.setdefault("PYTHONPATH", str(ROOT))
     with tempfile.TemporaryDirectory() as folder:
         print("figure      subject s   anchor s")

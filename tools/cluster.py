@@ -38,6 +38,9 @@ def start(jobs: int | None) -> list[Node]:
     """Join the cluster at RAY_ADDRESS, else start a local instance with `jobs` CPUs (default:
     this process's usable CPUs); quiet, no dashboard. :return: the alive nodes with CPUs."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray starts its workers at nice 15, for a cluster's background jobs; here they are the
+    # user's main work (a cluster's nodes set it with `ray start`).
+    os.environ.setdefault("RAY_worker_niceness", "0")
     import ray
 
     quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}

@@ -35,6 +35,8 @@ class Step:
     :param outs: its outputs (a file or a folder each).
     :param threads: the CPUs it uses: `numerics.torch_threads` of its params file, else 1.
     :param locked: whether its dvc.lock already has an entry for it.
+    :param work: a rough size, to start the longest stages first when there is no measured time:
+        the env steps of a training's budget (episodes count as the env's longest episode).
     """
 
     name: str
@@ -46,6 +48,7 @@ class Step:
     outs: tuple[str, ...]
     threads: int
     locked: bool
+    work: float = 0.0
 
 
 def to_run(steps: list[Step], changed: set[str]) -> list[Step]:
@@ -73,6 +76,26 @@ def files(root: Path, paths: Iterable[str], ignored: Any = None) -> Iterator[str
             for file in sorted(p for p in full.rglob("*") if p.is_file()):
                 if ignored is None or not ignored(str(file)):
                     yield file.relative_to(root).as_posix()
+
+
+def _work(stage: Any) -> float:
+    """The env steps of the budget of the experiment among the stage's params (0 for none), an
+    episode counted as the env's time limit (`gymnasium.spec(env).max_episode_steps`)."""
+    from dvc.dependency.param import ParamsDependency
+
+    for dep in stage.deps:
+        if not isinstance(dep, ParamsDependency) or not Path(dep.fs_path).is_file():
+            continue
+        for value in dep.read_params().values():
+            if isinstance(value, dict) and isinstance(value.get("budget"), dict):
+                budget = value["budget"]
+                if "episodes" not in budget:
+                    return float(budget.get("steps", 0))
+                import gymnasium
+
+                longest = gymnasium.spec(value["env"]).max_episode_steps or 1000
+                return float(budget["episodes"]) * longest
+    return 0.0
 
 
 def _threads(stage: Any) -> int:
@@ -138,6 +161,7 @@ class Pipeline:
             outs=tuple(self._relative(out.fs_path) for out in stage.outs),
             threads=_threads(stage),
             locked=stage.name in self._locked(stage.dvcfile),
+            work=0.0 if stage.always_changed else _work(stage),
         )
 
     def _locked(self, dvcfile: Any) -> set[str]:

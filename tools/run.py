@@ -16,6 +16,7 @@ nothing that finished. Exit 0 when every stage ran, 1 when one failed, 2 on a us
 """
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -129,6 +130,34 @@ def _check_here(job: remote.Job, host: str) -> remote.Result:
     return remote.execute(job)
 
 
+class Durations:
+    """Each stage's seconds in the last run that finished it, kept in `path` (DVC's own scratch
+    folder, never tracked), so that the longest stages start first: on two CPUs, a long
+    training started last leaves one CPU idle at the end.
+
+    :param path: the JSON file (missing or unreadable: nothing measured yet).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.seconds: dict[str, float] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            self.seconds = {}
+
+    def expected(self, step: Step) -> float:
+        """Its measured seconds; else its work (`Step.work`) at a nominal 1,000 env steps/s."""
+        return self.seconds.get(step.name, step.work / 1000.0)
+
+    def record(self, step: Step, seconds: float) -> None:
+        """Keep `seconds` for `step` (a temporary file, then a rename)."""
+        self.seconds[step.name] = round(seconds, 1)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(self.seconds, indent=1, sort_keys=True))
+        temporary.replace(self.path)
+
+
 class Scheduler:
     """Runs `steps` (in plan order, all of them stale) as Ray tasks on `nodes`, each when its
     upstream is done, as many at once as the nodes' free CPUs allow; machine-checks every node
@@ -162,6 +191,7 @@ class Scheduler:
         self.done: set[str] = set()
         self.failures: list[str] = []
         self._archive: Any = None
+        self.durations = Durations(pipe.root / ".dvc" / "tmp" / "rlrepro-seconds.json")
         self._require_fit(steps)
 
     def _require_fit(self, steps: list[Step]) -> None:
@@ -202,12 +232,14 @@ class Scheduler:
                 self._finished(ref, result)
 
     def _ready(self) -> list[Step]:
-        """The pending stages whose upstream stages in this run are all done, in plan order."""
-        return [
+        """The pending stages whose upstream stages in this run are all done, the longest first
+        (`Durations.expected`), else in plan order."""
+        ready = [
             step
             for step in self.pending
             if all(name in self.done for name in step.upstream if name in self.names)
         ]
+        return sorted(ready, key=lambda step: -self.durations.expected(step))
 
     def _launch(self) -> None:
         """Start what is ready on nodes with free CPUs (checking new nodes first)."""
@@ -278,6 +310,7 @@ class Scheduler:
             damaged = self._receive(step, result)
             if damaged is None:
                 log(f"done    {step.name}  on {self._where(node)}  {result.seconds:.1f} s")
+                self.durations.record(step, result.seconds)
                 self.done.add(step.name)
                 self.recorder.finish(step)
                 return
