@@ -21,10 +21,10 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rlrepro import console
 from rlrepro.core import params
@@ -33,6 +33,8 @@ from rlrepro.core.files import write_bytes
 from tools import cluster, remote
 from tools.cluster import Node
 from tools.pipeline import Pipeline, Step, files, to_run
+
+T = TypeVar("T")
 
 ISOLATE_VAR = "RLREPRO_RUN_ISOLATED"  # =1: every stage in a folder of its own, even here
 
@@ -104,32 +106,6 @@ class Recorder:
         self.recorded.append(step.name)
 
 
-def run_checks(pipe: Pipeline, checks: list[Step], jobs: int, recorder: Recorder) -> list[str]:
-    """Run the machine checks here, `jobs` at a time, as plain processes in the workspace; record
-    each that passes as it ends. :return: the failure reports (empty: every check passed)."""
-    host = f"{os.uname().nodename} (here)"
-    failures = []
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        running = {}
-        for step in checks:
-            pipe.prepare(step.name)
-            job = remote.Job(step.name, step.cmd, step.wdir, step.outs, str(pipe.root))
-            running[pool.submit(_check_here, job, host)] = step
-        for future in as_completed(running):
-            step, result = running[future], future.result()
-            if result.returncode == 0:
-                log(f"done    {step.name}  on {host}  {result.seconds:.1f} s")
-                recorder.finish(step)
-            else:
-                failures.append(failure(step, host, result))
-    return failures
-
-
-def _check_here(job: remote.Job, host: str) -> remote.Result:
-    log(f"start   {job.name}  on {host}")
-    return remote.execute(job)
-
-
 class Durations:
     """Each stage's seconds in the last run that finished it, kept in `path` (DVC's own scratch
     folder, never tracked), so that the longest stages start first: on two CPUs, a long
@@ -145,6 +121,11 @@ class Durations:
         except (OSError, ValueError):
             self.seconds = {}
 
+    @staticmethod
+    def file(root: Path) -> Path:
+        """Where the repository at `root` keeps them."""
+        return root / ".dvc" / "tmp" / "rlrepro-seconds.json"
+
     def expected(self, step: Step) -> float:
         """Its measured seconds; else its work (`Step.work`) at a nominal 1,000 env steps/s."""
         return self.seconds.get(step.name, step.work / 1000.0)
@@ -158,6 +139,44 @@ class Durations:
         temporary.replace(self.path)
 
 
+def run_checks(
+    pipe: Pipeline,
+    checks: list[Step],
+    jobs: int,
+    recorder: Recorder,
+    durations: Durations,
+    meanwhile: Callable[[], T],
+) -> tuple[list[str], T]:
+    """Run the machine checks here, `jobs` at a time, as plain processes in the workspace, and
+    `meanwhile()` in this thread; record each check that passes as it ends.
+
+    :return: the failure reports (empty: every check passed) and what `meanwhile` returned.
+    """
+    host = f"{os.uname().nodename} (here)"
+    failures = []
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        running = {}
+        for step in checks:
+            pipe.prepare(step.name)
+            job = remote.Job(step.name, step.cmd, step.wdir, step.outs, str(pipe.root))
+            running[pool.submit(_check_here, job, host)] = step
+        alongside = meanwhile()
+        for future in as_completed(running):
+            step, result = running[future], future.result()
+            if result.returncode == 0:
+                log(f"done    {step.name}  on {host}  {result.seconds:.1f} s")
+                recorder.finish(step)
+                durations.record(step, result.seconds)
+            else:
+                failures.append(failure(step, host, result))
+    return failures, alongside
+
+
+def _check_here(job: remote.Job, host: str) -> remote.Result:
+    log(f"start   {job.name}  on {host}")
+    return remote.execute(job)
+
+
 class Scheduler:
     """Runs `steps` (in plan order, all of them stale) as Ray tasks on `nodes`, each when its
     upstream is done, as many at once as the nodes' free CPUs allow; machine-checks every node
@@ -166,12 +185,14 @@ class Scheduler:
     :param checks: the machine checks a node must pass (already run and passed here).
     :param jobs: at most this many CPUs in use at once (default: every node's).
     :param isolate: run every stage in a folder of its own, this node's too.
+    :param durations: the stages' last seconds (the longest start first), updated as they end.
     """
 
     def __init__(
         self,
         pipe: Pipeline,
         recorder: Recorder,
+        durations: Durations,
         steps: list[Step],
         checks: list[Step],
         nodes: list[Node],
@@ -189,9 +210,10 @@ class Scheduler:
         self.running: dict[Any, tuple[Step, Node]] = {}  # by Ray ref
         self.checking: dict[Any, tuple[Step, Node]] = {}
         self.done: set[str] = set()
+        self.to_record: list[Step] = []  # finished, to commit once the next ones started
         self.failures: list[str] = []
         self._archive: Any = None
-        self.durations = Durations(pipe.root / ".dvc" / "tmp" / "rlrepro-seconds.json")
+        self.durations = durations
         self._require_fit(steps)
 
     def _require_fit(self, steps: list[Step]) -> None:
@@ -220,6 +242,10 @@ class Scheduler:
         while True:
             if not self.failures:
                 self._launch()
+            # Committed after the next stages started: hashing outputs leaves no CPU idle.
+            for step in self.to_record:
+                self.recorder.finish(step)
+            self.to_record.clear()
             refs = [*self.running, *self.checking]
             if not refs:
                 if self.pending and not self.failures:
@@ -312,7 +338,7 @@ class Scheduler:
                 log(f"done    {step.name}  on {self._where(node)}  {result.seconds:.1f} s")
                 self.durations.record(step, result.seconds)
                 self.done.add(step.name)
-                self.recorder.finish(step)
+                self.to_record.append(step)
                 return
             result = RuntimeError(damaged)
         self.failures.append(failure(step, self._where(node), result))
@@ -404,19 +430,31 @@ def run(targets: list[str], jobs: int | None, isolate: bool) -> int:
 
 def _run(pipe: Pipeline, recorder: Recorder, jobs: int | None, isolate: bool) -> int:
     checks = [step for step in pipe.steps if step.check]
-    failures = run_checks(pipe, checks, jobs or len(os.sched_getaffinity(0)), recorder)
-    if failures:
-        log("\n".join(failures))
-        return 1
-    stale = to_run(pipe.steps, pipe.changed())
-    if not stale:
-        log("Everything is up to date.")
-        return 0
+    durations = Durations(Durations.file(pipe.root))
+    # Ray takes seconds to start: when a stage is stale already, start it during the checks.
+    early = bool(to_run(pipe.steps, pipe.changed()))
+    nodes: list[Node] | None = None
     try:
-        nodes = cluster.start(jobs)
-        return Scheduler(pipe, recorder, stale, checks, nodes, jobs, isolate).run()
+        failures, nodes = run_checks(
+            pipe,
+            checks,
+            jobs or len(os.sched_getaffinity(0)),
+            recorder,
+            durations,
+            lambda: cluster.start(jobs) if early else None,
+        )
+        if failures:
+            log("\n".join(failures))
+            return 1
+        stale = to_run(pipe.steps, pipe.changed())
+        if not stale:
+            log("Everything is up to date.")
+            return 0
+        nodes = nodes or cluster.start(jobs)
+        return Scheduler(pipe, recorder, durations, stale, checks, nodes, jobs, isolate).run()
     finally:
-        cluster.stop()
+        if nodes is not None or "ray" in sys.modules:
+            cluster.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
