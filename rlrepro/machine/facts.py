@@ -29,10 +29,13 @@ def _cpuinfo() -> tuple[str, list[str]]:
 
 
 def facts() -> dict[str, Any]:
-    """CPU model and SIMD flags, cores, OS, Python, package versions and numeric back-ends."""
+    """CPU model and SIMD flags, cores, OS, Python, package versions and numeric back-ends
+    (with which portable kernels run: `rlrepro.numerics.portable.kernels`)."""
     import numpy as np
     import torch
     from numpy._core._multiarray_umath import __cpu_features__
+
+    from rlrepro.numerics import portable
 
     model, flags = _cpuinfo()
     blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
@@ -50,6 +53,7 @@ def facts() -> dict[str, Any]:
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch_threads": torch.get_num_threads(),
         "torch_mkl": torch.backends.mkl.is_available(),
+        "portable_kernels": portable.kernels(),
         "env": {
             k: os.environ.get(k)
             for k in sorted(os.environ)

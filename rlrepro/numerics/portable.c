@@ -1,0 +1,165 @@
+/* The portable kernels of portable.py, compiled: the same operations in the same order, so the
+ * same bits, without a Python call per ATen op.
+ *
+ * portable.py computes each function from ATen ops on contiguous float64 tensors. With the AVX2
+ * kernels that rlrepro pins, ATen computes expm1 and log1p of every value with SLEEF's
+ * *d4_u10 vector functions (exported by libtorch_cpu), four at a time, the last ones padded
+ * (`vector_all`); exp2 runs in blocks of 8 values through SLEEF and the last n % 8 through the C
+ * library's exp2 (aten/src/ATen/native/cpu/Loops.h: vectorized_loop, then basic_loop;
+ * `vector_body`). Every other step is one IEEE operation (+, -, *, /, rounding to float32,
+ * rint, floor, copysign, frexp), exact in C as in ATen: build with -ffp-contract=off (no fused
+ * multiply-add) and without -ffast-math. tests/test_portable.py compares both, bit for bit.
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+__m256d Sleef_expm1d4_u10(__m256d);
+__m256d Sleef_exp2d4_u10(__m256d);
+__m256d Sleef_log1pd4_u10(__m256d);
+
+typedef __m256d (*vector_fn)(__m256d);
+typedef double (*scalar_fn)(double);
+
+#define LOG2E 1.4426950408889634
+#define LN2_HI 6.93147180369123816490e-01
+#define LN2_LO 1.90821492927058770002e-10
+#define SQRT_HALF 0.70710678118654757
+#define EXP_OVERFLOW 709.782712893384
+
+/* `vector` over v[0..n) in place, four values at a time; the last group padded with zeros. */
+static void vector_all(double *v, int64_t n, vector_fn vector) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) _mm256_storeu_pd(v + i, vector(_mm256_loadu_pd(v + i)));
+    if (i == n) return;
+    double last[4] = {0.0, 0.0, 0.0, 0.0};
+    for (int64_t j = i; j < n; ++j) last[j - i] = v[j];
+    _mm256_storeu_pd(last, vector(_mm256_loadu_pd(last)));
+    for (int64_t j = i; j < n; ++j) v[j] = last[j - i];
+}
+
+/* `vector` over v[0..n - n % 8), then `scalar` over the rest, in place. */
+static void vector_body(double *v, int64_t n, vector_fn vector, scalar_fn scalar) {
+    int64_t body = n - n % 8, i = 0;
+    for (; i < body; i += 4) _mm256_storeu_pd(v + i, vector(_mm256_loadu_pd(v + i)));
+    for (; i < n; ++i) v[i] = scalar(v[i]);
+}
+
+/* Room for `count` arrays of n doubles: `stack` (SMALL doubles per array) for the small tensors
+ * of a policy's step, else the heap; NULL when the heap has none. */
+#define SMALL 256
+
+static double *scratch(int count, int64_t n, double *stack) {
+    return n <= SMALL ? stack : malloc((size_t)count * (size_t)n * sizeof(double));
+}
+
+static void release(double *t, double *stack) {
+    if (t != stack) free(t);
+}
+
+/* exp2(x * log2 e) in float64, rounded to float32 (portable._exp, float32). */
+int rl_exp_f32(const float *x, float *y, int64_t n) {
+    double stack[1 * SMALL], *t = scratch(1, n, stack);
+    if (t == NULL) return -1;
+    for (int64_t i = 0; i < n; ++i) t[i] = (double)x[i] * LOG2E;
+    vector_body(t, n, Sleef_exp2d4_u10, exp2);
+    for (int64_t i = 0; i < n; ++i) y[i] = (float)t[i];
+    release(t, stack);
+    return 0;
+}
+
+/* Cody-Waite: 2**k * (expm1(r) + 1) (portable._exp, float64). */
+int rl_exp_f64(const double *x, double *y, int64_t n) {
+    double stack[3 * SMALL], *t = scratch(3, n, stack);
+    if (t == NULL) return -1;
+    double *r = t, *a = t + n, *b = t + 2 * n;
+    for (int64_t i = 0; i < n; ++i) {
+        double ki = rint(x[i] * LOG2E);
+        ki = ki < -1100.0 ? -1100.0 : (ki > 1100.0 ? 1100.0 : ki);
+        double half = floor(ki * 0.5);
+        r[i] = (x[i] - ki * LN2_HI) - ki * LN2_LO;
+        a[i] = half;
+        b[i] = ki - half;
+    }
+    vector_all(r, n, Sleef_expm1d4_u10);
+    vector_body(a, n, Sleef_exp2d4_u10, exp2);
+    vector_body(b, n, Sleef_exp2d4_u10, exp2);
+    for (int64_t i = 0; i < n; ++i) {
+        double value = (r[i] + 1.0) * a[i] * b[i];
+        y[i] = x[i] > EXP_OVERFLOW ? INFINITY : value;
+    }
+    release(t, stack);
+    return 0;
+}
+
+/* e ln 2 + log1p(m - 1), m in [sqrt(1/2), sqrt(2)) (portable._log): `m` holds m - 1, then
+ * log1p of it; `e` holds the exponent as a double. */
+static void log_parts(double xd, double *m, double *e) {
+    int exponent;
+    double mantissa = frexp(xd, &exponent);
+    int small = mantissa < SQRT_HALF;
+    if (small) mantissa = mantissa * 2.0;
+    *e = (double)(exponent - small);
+    *m = mantissa - 1.0;
+}
+
+static double log_join(double xd, double log1p_m, double e) {
+    double value = (e * LN2_HI + log1p_m) + e * LN2_LO;
+    return xd == INFINITY ? INFINITY : value;
+}
+
+int rl_log_f32(const float *x, float *y, int64_t n) {
+    double stack[2 * SMALL], *t = scratch(2, n, stack);
+    if (t == NULL) return -1;
+    double *m = t, *e = t + n;
+    for (int64_t i = 0; i < n; ++i) log_parts((double)x[i], m + i, e + i);
+    vector_all(m, n, Sleef_log1pd4_u10);
+    for (int64_t i = 0; i < n; ++i) y[i] = (float)log_join((double)x[i], m[i], e[i]);
+    release(t, stack);
+    return 0;
+}
+
+int rl_log_f64(const double *x, double *y, int64_t n) {
+    double stack[2 * SMALL], *t = scratch(2, n, stack);
+    if (t == NULL) return -1;
+    double *m = t, *e = t + n;
+    for (int64_t i = 0; i < n; ++i) log_parts(x[i], m + i, e + i);
+    vector_all(m, n, Sleef_log1pd4_u10);
+    for (int64_t i = 0; i < n; ++i) y[i] = log_join(x[i], m[i], e[i]);
+    release(t, stack);
+    return 0;
+}
+
+/* t = expm1(-2|x|), tanh x = -t / (t + 2) with x's sign (portable._tanh). */
+int rl_tanh_f32(const float *x, float *y, int64_t n) {
+    double stack[1 * SMALL], *t = scratch(1, n, stack);
+    if (t == NULL) return -1;
+    for (int64_t i = 0; i < n; ++i) t[i] = fabs((double)x[i]) * -2.0;
+    vector_all(t, n, Sleef_expm1d4_u10);
+    for (int64_t i = 0; i < n; ++i) y[i] = (float)copysign(-t[i] / (t[i] + 2.0), (double)x[i]);
+    release(t, stack);
+    return 0;
+}
+
+int rl_tanh_f64(const double *x, double *y, int64_t n) {
+    double stack[1 * SMALL], *t = scratch(1, n, stack);
+    if (t == NULL) return -1;
+    for (int64_t i = 0; i < n; ++i) t[i] = fabs(x[i]) * -2.0;
+    vector_all(t, n, Sleef_expm1d4_u10);
+    for (int64_t i = 0; i < n; ++i) y[i] = copysign(-t[i] / (t[i] + 2.0), x[i]);
+    release(t, stack);
+    return 0;
+}
+
+/* The correctly rounded square root (sqrtss, sqrtsd), as numpy's. */
+int rl_sqrt_f32(const float *x, float *y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = sqrtf(x[i]);
+    return 0;
+}
+
+int rl_sqrt_f64(const double *x, double *y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] = sqrt(x[i]);
+    return 0;
+}
+
