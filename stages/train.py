@@ -43,7 +43,8 @@ class Paths:
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """One training: experiment `name` (`experiment`) with `seed`, and the params it needs."""
+    """One training: experiment `name` (`experiment`) with `seed`, and the params it needs;
+    `key` identifies its snapshots (`snapshot.run_key`), computed only with `resume`."""
 
     name: str
     seed: int
@@ -51,7 +52,7 @@ class Job:
     numerics: params.Numerics
     tracing: params.Tracing
     resume: params.Resume | None
-    key: str
+    key: str | None
 
 
 def job(raw: dict[str, Any], name: str, seed: int) -> Job:
@@ -62,16 +63,20 @@ def job(raw: dict[str, Any], name: str, seed: int) -> Job:
     if seed < 0:
         raise ParamsError(f"seeds: expected integers >= 0, got {seed}")
     experiment = params.experiment(raw, name)
-    shaping = {key: raw.get(key) for key in ("numerics", "trace")}
-    shaping.update(experiment=raw["experiments"][name], seed=seed)
+    resume, key = None, None
+    if "resume" in raw:
+        resume = params.section(raw, params.Resume, "resume")
+        shaping = {key: raw.get(key) for key in ("numerics", "trace")}
+        shaping.update(experiment=raw["experiments"][name], seed=seed)
+        key = snapshot.run_key(shaping, snapshot.code_digest([Path(__file__)]))
     result = Job(
         name,
         seed,
         experiment,
         params.section(raw, params.Numerics, "numerics"),
         params.section(raw, params.Tracing, "trace"),
-        params.section(raw, params.Resume, "resume") if "resume" in raw else None,
-        snapshot.run_key(shaping, snapshot.code_digest([Path(__file__)])),
+        resume,
+        key,
     )
     training.check(result.experiment, name)
     return result
@@ -84,7 +89,7 @@ def train(job: Job, paths: Paths) -> training.Result:
     ((unit, amount),) = job.experiment.budget.items()
     label = f"{job.name} seed {job.seed}"
     snapshots = None
-    if job.resume is not None:
+    if job.resume is not None and job.key is not None:
         where = run_file(snapshot.FOLDER, job.name, job.seed, ".pkl")
         snapshots = snapshot.Snapshots(where, job.key, job.resume.every, label)
     progress = console.Progress(amount, unit, label)

@@ -25,6 +25,7 @@ finishes removes it.
 """
 
 import hashlib
+import inspect
 import io
 import os
 import pickle
@@ -240,8 +241,6 @@ def _bare(cls: type[Any]) -> Any:
 
 
 def _set_vec_normalize(env: VecNormalize, attrs: dict[str, Any]) -> None:
-    import inspect
-
     env.__dict__.update(attrs)
     env.class_attributes = dict(inspect.getmembers(env.__class__))
 
