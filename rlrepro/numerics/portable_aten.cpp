@@ -1,0 +1,236 @@
+// The portable kernels registered with ATen for the CPU, in C++: no Python call per op.
+//
+// `rl_install()` does what portable.py's Python registration does, with the same results:
+// sqrt, exp, log and tanh (functional, out= and in-place) and pow(x, 0.5), for float32 and
+// float64. A contiguous tensor goes to portable.c; any other layout to the ATen ops of
+// portable.py's functions, called in the same order; other dtypes to ATen's own kernel, taken
+// from the dispatcher before it is replaced.
+#include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <c10/util/Exception.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+extern "C" {
+int rl_sqrt_f32(const float *, float *, int64_t);
+int rl_sqrt_f64(const double *, double *, int64_t);
+int rl_exp_f32(const float *, float *, int64_t);
+int rl_exp_f64(const double *, double *, int64_t);
+int rl_log_f32(const float *, float *, int64_t);
+int rl_log_f64(const double *, double *, int64_t);
+int rl_tanh_f32(const float *, float *, int64_t);
+int rl_tanh_f64(const double *, double *, int64_t);
+}
+
+namespace {
+
+constexpr double kLog2e = 1.4426950408889634;
+constexpr double kLn2Hi = 6.93147180369123816490e-01;
+constexpr double kLn2Lo = 1.90821492927058770002e-10;
+constexpr double kSqrtHalf = 0.70710678118654757;  // math.sqrt(0.5)
+constexpr double kExpOverflow = 709.782712893384;
+
+using F32 = int (*)(const float *, float *, int64_t);
+using F64 = int (*)(const double *, double *, int64_t);
+using Strided = at::Tensor (*)(const at::Tensor &);
+
+bool floating(const at::Tensor &x) {
+  return x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble;
+}
+
+// portable.py's functions on a tensor of any layout, as ATen ops.
+at::Tensor sqrt_strided(const at::Tensor &x) {
+  at::Tensor out = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous));
+  out.copy_(x);
+  if (x.scalar_type() == at::kFloat) {
+    rl_sqrt_f32(out.const_data_ptr<float>(), out.mutable_data_ptr<float>(), out.numel());
+  } else {
+    rl_sqrt_f64(out.const_data_ptr<double>(), out.mutable_data_ptr<double>(), out.numel());
+  }
+  return out;
+}
+
+at::Tensor exp_strided(const at::Tensor &x) {
+  if (x.scalar_type() == at::kFloat) {
+    return at::exp2(x.to(at::kDouble) * kLog2e).to(at::kFloat);
+  }
+  at::Tensor k = at::round(x * kLog2e).clamp_(-1100.0, 1100.0);
+  at::Tensor r = (x - k * kLn2Hi) - k * kLn2Lo;
+  at::Tensor half = at::floor(k * 0.5);
+  at::Tensor y = (at::expm1(r) + 1.0) * at::exp2(half) * at::exp2(k - half);
+  return at::where(x > kExpOverflow, c10::Scalar(INFINITY), y);
+}
+
+at::Tensor log_strided(const at::Tensor &x) {
+  at::Tensor xd = x.to(at::kDouble);
+  auto [mantissa, exponent] = at::frexp(xd);
+  at::Tensor small = mantissa < kSqrtHalf;
+  mantissa = at::where(small, mantissa * 2.0, mantissa);
+  at::Tensor e = (exponent - small.to(exponent.scalar_type())).to(at::kDouble);
+  at::Tensor y = (e * kLn2Hi + at::log1p(mantissa - 1.0)) + e * kLn2Lo;
+  y = at::where(xd == INFINITY, c10::Scalar(INFINITY), y);
+  return y.to(x.scalar_type());
+}
+
+at::Tensor tanh_strided(const at::Tensor &x) {
+  at::Tensor xd = x.to(at::kDouble);
+  at::Tensor t = at::expm1(xd.abs() * -2.0);
+  return at::copysign(-t / (t + 2.0), xd).to(x.scalar_type());
+}
+
+struct Portable {
+  F32 f32;
+  F64 f64;
+  Strided strided;
+};
+
+// `op` of float32 or float64 `x`: portable.c on a contiguous tensor, else the ATen ops.
+at::Tensor compute(const Portable &op, const at::Tensor &x) {
+  if (!x.is_contiguous()) return op.strided(x);
+  at::Tensor out = at::empty(x.sizes(), x.options());
+  int failed = x.scalar_type() == at::kFloat
+                   ? op.f32(x.const_data_ptr<float>(), out.mutable_data_ptr<float>(), x.numel())
+                   : op.f64(x.const_data_ptr<double>(), out.mutable_data_ptr<double>(), x.numel());
+  TORCH_CHECK(failed == 0, "portable kernel: no memory for ", x.numel(), " values");
+  return out;
+}
+
+// ATen's own kernel of one overload, called boxed.
+struct Original {
+  c10::OperatorHandle op;
+  c10::SafeKernelFunction kernel;
+
+  void call(c10::DispatchKeySet keys, std::vector<c10::IValue> args, at::Tensor *result) const {
+    torch::jit::Stack stack(std::move(args));
+    kernel.callBoxed(op, keys, &stack);
+    if (result != nullptr) *result = stack[0].toTensor();
+  }
+};
+
+std::optional<Original> take(const char *name, const char *overload) {
+  c10::OperatorHandle op = c10::Dispatcher::singleton().findSchemaOrThrow(name, overload);
+  return Original{op, op.getComputedKernelForDispatchKey(c10::DispatchKey::CPU)};
+}
+
+// Resize `out` as ATen's out= forms do, then copy.
+at::Tensor &write_out(const at::Tensor &result, at::Tensor &out) {
+  if (out.sizes() != result.sizes()) out.resize_(result.sizes());
+  return out.copy_(result);
+}
+
+// One unary op's three forms and their originals; `Index` tells the ops apart.
+template <int Index>
+struct Unary {
+  static inline Portable portable;
+  static inline std::optional<Original> functional, out_form, in_place;
+
+  static at::Tensor call(c10::DispatchKeySet keys, const at::Tensor &x) {
+    if (floating(x)) return compute(portable, x);
+    at::Tensor result;
+    functional->call(keys, {x}, &result);
+    return result;
+  }
+
+  static at::Tensor &call_out(c10::DispatchKeySet keys, const at::Tensor &x, at::Tensor &out) {
+    if (floating(x) && out.scalar_type() == x.scalar_type()) {
+      return write_out(compute(portable, x), out);
+    }
+    out_form->call(keys, {x, out}, nullptr);
+    return out;
+  }
+
+  static at::Tensor &call_(c10::DispatchKeySet keys, at::Tensor &x) {
+    if (floating(x)) return x.copy_(compute(portable, x));
+    in_place->call(keys, {x}, nullptr);
+    return x;
+  }
+
+  static void install(torch::Library &lib, const char *name, Portable op) {
+    std::string base = std::string("aten::") + name;
+    portable = op;
+    functional = take(base.c_str(), "");
+    out_form = take(base.c_str(), "out");
+    in_place = take((base + "_").c_str(), "");
+    lib.impl(name, TORCH_FN(call));
+    lib.impl((std::string(name) + ".out").c_str(), TORCH_FN(call_out));
+    lib.impl((std::string(name) + "_").c_str(), TORCH_FN(call_));
+  }
+};
+
+// pow(x, 0.5), which ATen computes with its (MKL) sqrt kernel directly.
+struct PowHalf {
+  static inline std::optional<Original> functional, out_form, in_place;
+  static inline Portable sqrt{rl_sqrt_f32, rl_sqrt_f64, sqrt_strided};
+
+  static bool half(const at::Tensor &x, const c10::Scalar &exponent) {
+    return floating(x) && !exponent.isBoolean() && !exponent.isComplex() &&
+           exponent.toDouble() == 0.5;
+  }
+
+  static at::Tensor call(c10::DispatchKeySet keys, const at::Tensor &x, const c10::Scalar &e) {
+    if (half(x, e)) return compute(sqrt, x);
+    at::Tensor result;
+    functional->call(keys, {x, e}, &result);
+    return result;
+  }
+
+  static at::Tensor &call_out(
+      c10::DispatchKeySet keys, const at::Tensor &x, const c10::Scalar &e, at::Tensor &out) {
+    if (half(x, e) && out.scalar_type() == x.scalar_type()) {
+      return write_out(compute(sqrt, x), out);
+    }
+    out_form->call(keys, {x, e, out}, nullptr);
+    return out;
+  }
+
+  static at::Tensor &call_(c10::DispatchKeySet keys, at::Tensor &x, const c10::Scalar &e) {
+    if (half(x, e)) return x.copy_(compute(sqrt, x));
+    in_place->call(keys, {x, e}, nullptr);
+    return x;
+  }
+
+  static void install(torch::Library &lib) {
+    functional = take("aten::pow", "Tensor_Scalar");
+    out_form = take("aten::pow", "Tensor_Scalar_out");
+    in_place = take("aten::pow_", "Scalar");
+    lib.impl("pow.Tensor_Scalar", TORCH_FN(call));
+    lib.impl("pow.Tensor_Scalar_out", TORCH_FN(call_out));
+    lib.impl("pow_.Scalar", TORCH_FN(call_));
+  }
+};
+
+std::unique_ptr<torch::Library> library;
+
+// Drops warnings: "Overriding a previously registered kernel" is what rl_install does.
+struct Quiet : c10::WarningHandler {
+  void process(const c10::Warning & /*warning*/) override {}
+};
+
+}  // namespace
+
+// Register the kernels for this process (once); 0 when done, 1 on an error (printed).
+extern "C" int rl_install() {
+  if (library) return 0;
+  Quiet quiet;
+  c10::WarningUtils::WarningHandlerGuard guard(&quiet);
+  try {
+    auto lib = std::make_unique<torch::Library>(
+        torch::Library::IMPL, "aten", c10::DispatchKey::CPU, __FILE__, __LINE__);
+    Unary<0>::install(*lib, "sqrt", {rl_sqrt_f32, rl_sqrt_f64, sqrt_strided});
+    Unary<1>::install(*lib, "exp", {rl_exp_f32, rl_exp_f64, exp_strided});
+    Unary<2>::install(*lib, "log", {rl_log_f32, rl_log_f64, log_strided});
+    Unary<3>::install(*lib, "tanh", {rl_tanh_f32, rl_tanh_f64, tanh_strided});
+    PowHalf::install(*lib);
+    library = std::move(lib);
+    return 0;
+  } catch (const std::exception &error) {
+    fprintf(stderr, "rlrepro: portable kernels: %s\n", error.what());
+    return 1;
+  }
+}
