@@ -17,6 +17,14 @@ import yaml
 import rlrepro  # noqa: F401  (pins the numerical environment before numpy or torch load)
 from rlrepro.core import params
 from stages import evaluate, train
+from tests.emulation import installed
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:  # noqa: ARG001
+    """The C and C++ compilers that build the portable kernels (`rlrepro.numerics.portable`),
+    installed when missing: without them every stage runs the slower Python kernels."""
+    installed("c++", "g++")
+
 
 ROOT = Path(__file__).resolve().parents[1]
 

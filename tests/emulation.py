@@ -12,17 +12,24 @@ import pytest
 CPU_MODELS = ("Haswell-v4", "EPYC-Rome")
 
 
-def qemu() -> str:
-    """The path of `qemu-x86_64`, installing Debian's `qemu-user` if needed; skips the test with
-    the reason when that is impossible."""
-    found = shutil.which("qemu-x86_64")
+def installed(program: str, package: str) -> str | None:
+    """The path of `program`, installing Debian's `package` first when it is missing (and
+    apt-get is there); None when it is still missing."""
+    found = shutil.which(program)
     if found is None and shutil.which("apt-get") is not None:
         for command in (
             ["apt-get", "update", "-qq"],
-            ["apt-get", "install", "-y", "-qq", "qemu-user"],
+            ["apt-get", "install", "-y", "-qq", package],
         ):
             subprocess.run(command, capture_output=True, check=False)
-        found = shutil.which("qemu-x86_64")
+        found = shutil.which(program)
+    return found
+
+
+def qemu() -> str:
+    """The path of `qemu-x86_64`, installing Debian's `qemu-user` if needed; skips the test with
+    the reason when that is impossible."""
+    found = installed("qemu-x86_64", "qemu-user")
     if found is None:
         pytest.skip("qemu-x86_64 is not installed and `apt-get install qemu-user` failed")
     return found
