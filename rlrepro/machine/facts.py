@@ -29,13 +29,16 @@ def _cpuinfo() -> tuple[str, list[str]]:
 
 
 def facts() -> dict[str, Any]:
-    """CPU model and SIMD flags, cores, OS, Python, package versions and numeric back-ends
-    (with which portable kernels run: `rlrepro.numerics.portable.kernels`)."""
+    """CPU model and SIMD flags, cores, OS, Python, package versions and numeric back-ends, with
+    which portable kernels the stages run here (`portable.kernels` after `portable.install`,
+    which compiles them on a machine's first run)."""
     import numpy as np
     import torch
     from numpy._core._multiarray_umath import __cpu_features__
 
     from rlrepro.numerics import portable
+
+    portable.install()
 
     model, flags = _cpuinfo()
     blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
