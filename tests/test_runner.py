@@ -8,10 +8,12 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import yaml
 
@@ -193,6 +195,51 @@ def test_killed_stage_fails_alone_and_a_rerun_completes(
     assert f"start   {other}" not in rerun.stdout
     assert (repo / "dvc.lock").read_bytes() == (serial_changed / "dvc.lock").read_bytes()
     assert stale(repo) == set()
+
+
+@pytest.mark.slow
+def test_interrupted_run_is_one_line_and_a_rerun_completes(
+    reproduced: Path, serial_changed: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C (SIGINT) on the runner: one line and exit 130, no traceback, no stage left running;
+    a rerun finishes with the serial lock."""
+    repo = clone(reproduced, tmp_path / "interrupted")
+    write_params(repo / "params.yaml", changed_params())
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    with subprocess.Popen(
+        [sys.executable, "-m", "tools.run", "--jobs", "2"],
+        cwd=repo,
+        env={**os.environ, "PATH": path},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as proc:
+        train_process(f"{CHANGED_EXP}-0", timeout=120)
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT, output
+    assert "error: interrupted (SIGINT)" in output and "Traceback" not in output, output
+    deadline = time.monotonic() + 30
+    while _stages_in(repo):
+        assert time.monotonic() < deadline, "a stage outlived the interrupted runner"
+        time.sleep(0.5)
+    rerun = runner(repo)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert (repo / "dvc.lock").read_bytes() == (serial_changed / "dvc.lock").read_bytes()
+    assert stale(repo) == set()
+
+
+def _stages_in(folder: Path) -> list[psutil.Process]:
+    """The stage processes (`python -m stages.…`) working in `folder`."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            stage = any(arg.startswith("stages.") for arg in process.cmdline())
+            if stage and Path(process.cwd()).is_relative_to(folder):
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
 
 
 @pytest.fixture

@@ -5,14 +5,15 @@ every core of this machine or on a Ray cluster, and record each in dvc.lock as i
 
 TARGETs are what `dvc repro` takes (default: the root dvc.yaml; a study:
 `studies/<name>/dvc.yaml`). The plan comes from DVC itself (`tools.pipeline`). The machine checks
-(`always_changed` stages: `env_check`) run first, here, as plain processes. Then a stage
-runs when DVC reports it changed or anything upstream of it runs, each as a Ray task holding
-`numerics.torch_threads` CPUs, as many at once as the CPUs allow; when nothing is stale Ray is
-never imported. With RAY_ADDRESS set, stages run on any node of that cluster: a node other than
-this one gets the committed code and the stage's inputs through Ray's object store and runs in a
-folder of its own (`tools.remote`), after its own run of the machine checks matched this one's.
-Every finished stage is committed here, one at a time (`dvc commit --force`), so a failure loses
-nothing that finished. Exit 0 when every stage ran, 1 when one failed, 2 on a user error.
+(`always_changed` stages: `env_check`) run first, here, as plain processes. Then a stage runs
+when DVC reports it changed or anything upstream of it runs, each as a Ray task holding
+`numerics.torch_threads` CPUs, as many at once as the CPUs allow, the longest first
+(`Durations`); when nothing is stale Ray is never imported. With RAY_ADDRESS set, stages run on
+any node of that cluster: a node other than this one gets the committed code and the stage's
+inputs through Ray's object store and runs in a folder of its own (`tools.remote`), after its
+own run of the machine checks matched this one's. Every finished stage is committed here, one at
+a time (`dvc commit --force`), so a failure loses nothing that finished. Exit 0 when every stage
+ran, 1 when one failed, 2 on a user error, 130 on Ctrl-C.
 """
 
 import argparse
@@ -28,7 +29,7 @@ from typing import Any, TypeVar
 
 from rlrepro import console
 from rlrepro.core import params
-from rlrepro.core.errors import ParamsError, UserError
+from rlrepro.core.errors import ParamsError, StoppedError, UserError
 from rlrepro.core.files import write_bytes
 from tools import cluster, remote
 from tools.cluster import Node
@@ -424,6 +425,13 @@ def run(targets: list[str], jobs: int | None, isolate: bool) -> int:
         recorder = Recorder(pipe, pipe.steps)
         try:
             return _run(pipe, recorder, jobs, isolate)
+        except KeyboardInterrupt:
+            recorder.flush()
+            raise StoppedError(
+                f"interrupted (SIGINT): {len(recorder.recorded)} finished stages are recorded in "
+                "dvc.lock, the running ones were stopped; rerun `make repro` to run the rest",
+                signal.SIGINT,
+            ) from None
         finally:
             recorder.flush()
 
