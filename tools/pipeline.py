@@ -35,8 +35,6 @@ class Step:
     :param outs: its outputs (a file or a folder each).
     :param threads: the CPUs it uses: `numerics.torch_threads` of its params file, else 1.
     :param locked: whether its dvc.lock already has an entry for it.
-    :param work: a rough size, to start the longest stages first when there is no measured time:
-        the env steps of a training's budget (episodes count as the env's longest episode).
     """
 
     name: str
@@ -48,7 +46,6 @@ class Step:
     outs: tuple[str, ...]
     threads: int
     locked: bool
-    work: float = 0.0
 
 
 def to_run(steps: list[Step], changed: set[str]) -> list[Step]:
@@ -138,6 +135,7 @@ class Pipeline:
         names = {stage.addressing for stage in plan}
         self._stages = {stage.addressing: stage for stage in plan}
         self._locks: dict[str, set[str]] = {}
+        self._work: dict[str, float] = {}
         self.steps = [self._step(stage, graph, names) for stage in plan]
 
     def __enter__(self) -> "Pipeline":
@@ -161,7 +159,6 @@ class Pipeline:
             outs=tuple(self._relative(out.fs_path) for out in stage.outs),
             threads=_threads(stage),
             locked=stage.name in self._locked(stage.dvcfile),
-            work=0.0 if stage.always_changed else _work(stage),
         )
 
     def _locked(self, dvcfile: Any) -> set[str]:
@@ -169,6 +166,15 @@ class Pipeline:
         if dvcfile.path not in self._locks:
             self._locks[dvcfile.path] = set(dvcfile.lockfile_contents or {})
         return self._locks[dvcfile.path]
+
+    def work(self, step: Step) -> float:
+        """A rough size of `step`, to start the longest stages first when there is no measured
+        time: the env steps of a training's budget (episodes count as the env's longest
+        episode); 0 for other stages. Read only when a stage is to run: it imports gymnasium."""
+        if step.name not in self._work:
+            stage = self._stages[step.name]
+            self._work[step.name] = 0.0 if stage.always_changed else _work(stage)
+        return self._work[step.name]
 
     def changed(self) -> set[str]:
         """The names of the stages DVC reports changed now (as `dvc status` would)."""

@@ -127,9 +127,12 @@ class Durations:
         """Where the repository at `root` keeps them."""
         return root / ".dvc" / "tmp" / "rlrepro-seconds.json"
 
-    def expected(self, step: Step) -> float:
-        """Its measured seconds; else its work (`Step.work`) at a nominal 1,000 env steps/s."""
-        return self.seconds.get(step.name, step.work / 1000.0)
+    def expected(self, step: Step, work: Callable[[Step], float]) -> float:
+        """Its measured seconds; else `work(step)` (`Pipeline.work`) at a nominal 1,000 env
+        steps/s."""
+        if step.name in self.seconds:
+            return self.seconds[step.name]
+        return work(step) / 1000.0
 
     def record(self, step: Step, seconds: float) -> None:
         """Keep `seconds` for `step` (a temporary file, then a rename)."""
@@ -266,7 +269,7 @@ class Scheduler:
             for step in self.pending
             if all(name in self.done for name in step.upstream if name in self.names)
         ]
-        return sorted(ready, key=lambda step: -self.durations.expected(step))
+        return sorted(ready, key=lambda step: -self.durations.expected(step, self.pipe.work))
 
     def _launch(self) -> None:
         """Start what is ready on nodes with free CPUs (checking new nodes first)."""
