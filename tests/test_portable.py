@@ -192,6 +192,14 @@ def test_install_is_idempotent_and_configure_torch_installs() -> None:
     assert bool(_same_bits(torch.sqrt(x), _reference_f32("sqrt", x)).all())
 
 
+def _in_new_process(code: str) -> subprocess.CompletedProcess[str]:
+    """Run Python `code` in a fresh interpreter from the project's root (nothing installed yet);
+    :return: its result, with stdout and stderr as text. Fails the test when it fails."""
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+
+
 def test_without_install_mkl_sqrt_is_not_correctly_rounded() -> None:
     """The reference check can fail: in a process without `install()`, ATen's sqrt (MKL) gives
     other bits than the correctly rounded root for some inputs (measured: 7,026 of these 65,536
@@ -203,10 +211,7 @@ def test_without_install_mkl_sqrt_is_not_correctly_rounded() -> None:
         "x = _inputs(torch.float32)\n"
         "print(int((~_same_bits(torch.sqrt(x), _reference_f32('sqrt', x))).sum()))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    assert int(result.stdout.strip()) > 0
+    assert int(_in_new_process(code).stdout.strip()) > 0
 
 
 def test_the_compiled_kernels_are_registered_quietly_on_avx2() -> None:
@@ -222,9 +227,7 @@ def test_the_compiled_kernels_are_registered_quietly_on_avx2() -> None:
         "torch.tanh(torch.ones(3))\n"
         "print(portable.kernels())\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
-    )
+    done = _in_new_process(code)
     assert (done.stdout, done.stderr) == ("compiled\n", "")
 
 

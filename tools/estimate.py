@@ -16,7 +16,7 @@ import sys
 
 from rlrepro import console
 from rlrepro.core.errors import UserError
-from tools.pipeline import Pipeline, Step
+from tools.pipeline import Pipeline, Step, ready
 from tools.run import Durations
 
 
@@ -24,12 +24,11 @@ def wall_time(steps: list[Step], seconds: dict[str, float], cpus: int) -> float:
     """The runner's schedule of `steps` (plan order) on `cpus` CPUs, each stage taking
     `seconds[name]`; :return: when the last one ends."""
     names = {step.name for step in steps}
-    pending, done = list(steps), set()
+    pending, done = list(steps), set[str]()
     running: list[tuple[float, str, int]] = []  # (end, name, threads), a heap
     now, free = 0.0, cpus
     while pending or running:
-        ready = [s for s in pending if all(u in done for u in s.upstream if u in names)]
-        for step in sorted(ready, key=lambda s: -seconds[s.name]):
+        for step in ready(pending, done, names, lambda s: seconds[s.name]):
             if step.threads <= free:
                 pending.remove(step)
                 free -= step.threads

@@ -11,7 +11,7 @@ second reading of `dvc.yaml`.
 import dataclasses
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,16 @@ def to_run(steps: list[Step], changed: set[str]) -> list[Step]:
         if not step.check and (step.name in changed or chosen.intersection(step.upstream)):
             chosen.add(step.name)
     return [step for step in steps if step.name in chosen]
+
+
+def ready(
+    pending: list[Step], done: set[str], names: set[str], expected: Callable[[Step], float]
+) -> list[Step]:
+    """The steps of `pending` whose upstream steps among `names` are all `done`, the longest
+    `expected` first (ties in plan order): what the runner starts next, and what
+    `tools.estimate` replays."""
+    waiting = [s for s in pending if all(u in done for u in s.upstream if u in names)]
+    return sorted(waiting, key=lambda step: -expected(step))
 
 
 def files(root: Path, paths: Iterable[str], ignored: Any = None) -> Iterator[str]:

@@ -33,7 +33,7 @@ from rlrepro.core.errors import ParamsError, StoppedError, UserError
 from rlrepro.core.files import write_bytes
 from tools import cluster, remote
 from tools.cluster import Node
-from tools.pipeline import Pipeline, Step, files, to_run
+from tools.pipeline import Pipeline, Step, files, ready, to_run
 
 T = TypeVar("T")
 
@@ -262,14 +262,13 @@ class Scheduler:
                 self._finished(ref, result)
 
     def _ready(self) -> list[Step]:
-        """The pending stages whose upstream stages in this run are all done, the longest first
-        (`Durations.expected`), else in plan order."""
-        ready = [
-            step
-            for step in self.pending
-            if all(name in self.done for name in step.upstream if name in self.names)
-        ]
-        return sorted(ready, key=lambda step: -self.durations.expected(step, self.pipe.work))
+        """The pending stages whose upstream is done, the longest first (`Durations.expected`)."""
+        return ready(
+            self.pending,
+            self.done,
+            self.names,
+            lambda step: self.durations.expected(step, self.pipe.work),
+        )
 
     def _launch(self) -> None:
         """Start what is ready on nodes with free CPUs (checking new nodes first)."""
