@@ -14,9 +14,7 @@ import pytest
 import yaml
 
 from tests.conftest import make_project, run, tiny_params
-from tests.emulation import CPU_MODELS, shim
-
-EMULATED = ("stages.train", "stages.evaluate")
+from tools.emulation import COMPUTING, CPU_MODELS, EmulationError, shim
 
 
 def all_algorithms() -> dict[str, Any]:
@@ -97,7 +95,10 @@ def test_train_and_evaluate_give_the_same_bytes_on_emulated_cpus(
         folder = tmp_path / model
         repo, log = folder / "rlrepro", folder / "emulated.log"
         run(tmp_path, "git", "clone", "-q", str(native), str(repo))
-        bin_dir = shim(folder / "bin", model, EMULATED, log)
+        try:
+            bin_dir = shim(folder / "bin", model, log)
+        except EmulationError as err:
+            pytest.skip(str(err))
         path = os.pathsep.join((str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]))
         proc = subprocess.Popen(
             ["dvc", "repro", "--force"],
@@ -113,7 +114,7 @@ def test_train_and_evaluate_give_the_same_bytes_on_emulated_cpus(
     for model, (repo, log, proc) in started.items():
         assert proc.returncode == 0, f"{model}:\n{outcomes[model]}"
         emulated = log.read_text().splitlines()  # one line per command the shim emulated
-        for module in EMULATED:
+        for module in COMPUTING:
             ran = [line for line in emulated if f" -m {module} " in line]
             assert len(ran) == len(all_algorithms()["experiments"]), emulated
         after = _hashes(repo)

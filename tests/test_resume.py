@@ -128,9 +128,11 @@ def project(path: Path, data: dict[str, Any]) -> Path:
 
 
 def _start(repo: Path, stage: str) -> subprocess.Popen[str]:
+    """`dvc repro` of `stage`, forced: a kill that came too late (the stage finished and was
+    recorded) must not leave the next attempt with nothing to run."""
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     return subprocess.Popen(
-        ["dvc", "repro", "--single-item", stage],
+        ["dvc", "repro", "--force", "--single-item", stage],
         cwd=repo,
         env={**os.environ, "PATH": path},
         stdout=subprocess.PIPE,

@@ -33,6 +33,7 @@ from rlrepro.core import layout, params
 from rlrepro.core.errors import UserError
 from rlrepro.machine import ALLOW_PHYSICS_VAR
 from rlrepro.training import trace
+from tools import emulation
 
 Committed = Callable[[str], str | None]
 
@@ -207,24 +208,31 @@ def _workdir(path: Path | None) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _env(stats: bool) -> dict[str, str]:
-    """This environment with the venv first on PATH (and the physics check relaxed for --stats)."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+def _env(stats: bool, first: Path | None = None) -> dict[str, str]:
+    """This environment with the venv (after folder `first`, if given) first on PATH, and the
+    physics check relaxed for --stats."""
+    path = [str(Path(sys.executable).parent), os.environ["PATH"]]
+    env = {**os.environ, "PATH": os.pathsep.join([str(first)] * (first is not None) + path)}
     if stats:
         env[ALLOW_PHYSICS_VAR] = "1"
     return env
 
 
-def rerun(repo: Path, rev: str, clone: Path, pipeline: str, stats: bool) -> int:
+def rerun(
+    repo: Path, rev: str, clone: Path, pipeline: str, stats: bool, cpu: str | None = None
+) -> int:
     """Clone `repo` at `rev` into `clone`, run `dvc repro --force` of the pipeline in folder
-    `pipeline` there (its log on stderr)."""
+    `pipeline` there (its log on stderr), with the train and evaluate stages on the emulated CPU
+    `cpu` if given (each such command logged in `emulated.log` beside the clone)."""
     if clone.exists() and any(clone.iterdir()):
         raise VerifyError(f"--workdir: {clone} is not empty; give a new or empty folder")
     _git(repo, "clone", "--quiet", "--no-hardlinks", ".", str(clone.resolve()))
     _git(clone, "checkout", "--quiet", "--detach", rev)
-    env = _env(stats)
+    shims = None if cpu is None else emulation.shim(clone.parent / "bin", cpu, _emulated(clone))
+    env = _env(stats, shims)
     target = Path(pipeline, "dvc.yaml").as_posix()
-    print(f"verify: rerunning {target} of {rev} in {clone}", file=sys.stderr, flush=True)
+    where = "" if cpu is None else f", train and evaluate on emulated {cpu}"
+    print(f"verify: rerunning {target} of {rev} in {clone}{where}", file=sys.stderr, flush=True)
     return subprocess.run(
         ["dvc", "repro", "--force", target], cwd=clone, env=env, stdout=sys.stderr.fileno()
     ).returncode
@@ -240,24 +248,39 @@ def main(argv: list[str] | None = None) -> int:
         "--pipeline", default=".", help="the pipeline's folder: . (default) or studies/<name>"
     )
     parser.add_argument("--stats", action="store_true", help="compare evaluations statistically")
+    parser.add_argument(
+        "--cpu",
+        metavar="MODEL",
+        help="run the train and evaluate stages on this emulated CPU (qemu-x86_64 -cpu MODEL, "
+        f"e.g. {' or '.join(emulation.CPU_MODELS)})",
+    )
     parser.add_argument("--alpha", type=float, default=0.05, help="--stats significance level")
     args = parser.parse_args(argv)
     if not 0 < args.alpha < 1:
         print(f"error: --alpha: expected a number in (0, 1), got {args.alpha}", file=sys.stderr)
         return 2
     try:
-        return verify(args.repo, args.rev, args.workdir, args.pipeline, args.stats, args.alpha)
+        return verify(
+            args.repo, args.rev, args.workdir, args.pipeline, args.stats, args.alpha, args.cpu
+        )
     except (VerifyError, UserError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
 
 def verify(
-    repo: Path, rev: str, workdir: Path | None, pipeline: str, stats: bool, alpha: float
+    repo: Path,
+    rev: str,
+    workdir: Path | None,
+    pipeline: str,
+    stats: bool,
+    alpha: float,
+    cpu: str | None = None,
 ) -> int:
     """Rerun the pipeline in folder `pipeline` of `repo` at `rev` in a clone (in `workdir`, else
-    a temporary folder) and print the tables; :return: the exit code (0 identical or
-    compatible, 1 not, 2 the rerun failed)."""
+    a temporary folder), its train and evaluate stages on the emulated CPU `cpu` if given, and
+    print the tables; :return: the exit code (0 identical or compatible, 1 not, 2 the rerun
+    failed)."""
     root = Path(_git(repo, "rev-parse", "--show-toplevel").strip())
     try:
         commit = _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").strip()
@@ -267,10 +290,12 @@ def verify(
         ) from None
     if not (root / pipeline / "dvc.yaml").is_file():
         raise VerifyError(f"--pipeline {pipeline}: no dvc.yaml there; give . or studies/<name>")
+    if cpu is not None:
+        emulation.qemu(cpu)  # a model qemu knows, before anything is cloned
     if _git(root, "status", "--porcelain", "--untracked-files=no"):
         print(f"verify: uncommitted changes in {root} are not verified", file=sys.stderr)
     with _workdir(workdir) as clone:
-        if rerun(root, commit, clone, pipeline, stats) != 0:
+        if rerun(root, commit, clone, pipeline, stats, cpu) != 0:
             print(
                 "error: dvc repro --force failed in the clone (its log is above)", file=sys.stderr
             )
@@ -289,8 +314,14 @@ def verify(
             committed("dvc.lock") or "", (here / "dvc.lock").read_text(), here, committed, stages
         )
         same = sum(row.result == "identical" for row in rows)
+        where = ""
+        if cpu is not None:
+            emulated = _emulated(clone).read_text().splitlines()
+            if not emulated:
+                raise VerifyError(f"--cpu {cpu}: no train or evaluate stage ran on it")
+            where = f", {len(emulated)} train and evaluate stages on emulated {cpu}"
         print_table(
-            f"Stages of {commit[:12]} rerun, byte for byte against dvc.lock "
+            f"Stages of {commit[:12]} rerun{where}, byte for byte against dvc.lock "
             f"({same} of {len(rows)} identical):",
             rows,
         )
@@ -306,6 +337,11 @@ def verify(
             tests.append(row._replace(name=exp))
         print_table(f"Evaluation returns, rerun against committed (alpha={alpha}):", tests)
         return 0 if all(row.result == "compatible" for row in tests) else 1
+
+
+def _emulated(clone: Path) -> Path:
+    """The log of the commands run on an emulated CPU for the rerun in `clone`."""
+    return clone.parent / "emulated.log"
 
 
 def _reader(root: Path) -> Callable[[str], str | None]:
