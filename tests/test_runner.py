@@ -73,8 +73,10 @@ def test_up_to_date_starts_no_ray(reproduced: Path, tmp_path: Path) -> None:
         "import sys; from tools import run; code = run.main([]); "
         "print('ray imported:', 'ray' in sys.modules); sys.exit(code)"
     )
+    written = (repo / "dvc.lock").stat().st_mtime_ns
     result = run(repo, sys.executable, "-c", probe)
     assert "Everything is up to date." in result.stdout
+    assert (repo / "dvc.lock").stat().st_mtime_ns == written  # the passed check: not rewritten
     assert "ray imported: False" in result.stdout
     assert set(started(result.stdout)) == {"env_check"}
     assert run(repo, "git", "status", "--porcelain").stdout == ""

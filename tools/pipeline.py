@@ -105,6 +105,15 @@ def _work(stage: Any) -> float:
     return 0.0
 
 
+def _locked(stage: Any) -> bool:
+    """Whether the stage has an entry in its dvc.lock, as loaded by DVC: a locked stage's outputs
+    and file deps carry the lock's hashes (no second reading of the lock)."""
+    from dvc.dependency.param import ParamsDependency
+
+    files = [d for d in stage.deps if not isinstance(d, ParamsDependency)]
+    return any(bool(item.hash_info) for item in [*stage.outs, *files])
+
+
 def _threads(stage: Any) -> int:
     """`numerics.torch_threads` of the stage's params file (1 when it has none or no such key)."""
     from dvc.dependency.param import ParamsDependency
@@ -144,7 +153,6 @@ class Pipeline:
         plan = plan_repro(graph, collect_stages(self.repo, targets or ["dvc.yaml"]))
         names = {stage.addressing for stage in plan}
         self._stages = {stage.addressing: stage for stage in plan}
-        self._locks: dict[str, set[str]] = {}
         self._work: dict[str, float] = {}
         self.steps = [self._step(stage, graph, names) for stage in plan]
 
@@ -168,14 +176,8 @@ class Pipeline:
             inputs=tuple(self._relative(dep.fs_path) for dep in stage.deps),
             outs=tuple(self._relative(out.fs_path) for out in stage.outs),
             threads=_threads(stage),
-            locked=stage.name in self._locked(stage.dvcfile),
+            locked=_locked(stage),
         )
-
-    def _locked(self, dvcfile: Any) -> set[str]:
-        """The names of the stages in `dvcfile`'s lock, read once per file."""
-        if dvcfile.path not in self._locks:
-            self._locks[dvcfile.path] = set(dvcfile.lockfile_contents or {})
-        return self._locks[dvcfile.path]
 
     def work(self, step: Step) -> float:
         """A rough size of `step`, to start the longest stages first when there is no measured
@@ -194,13 +196,23 @@ class Pipeline:
         """What `dvc repro` does before running a stage: remove its outputs, but persistent ones."""
         self._stages[name].remove_outs(ignore_remove=False, force=False)
 
-    def commit(self, name: str) -> None:
+    def commit(self, name: str) -> bool:
         """Record stage `name`'s deps and outputs, as they are now, in its dvc.lock: what
-        `dvc commit --force <name>` does (`Repo.commit`), on the stage already loaded."""
+        `dvc commit --force <name>` does (`Repo.commit`), on the stage already loaded.
+
+        :return: whether its entry changed; an unchanged one is not rewritten (a machine check
+            that passed again: its outputs' bytes are the same).
+        """
+        from dvc.stage.serialize import to_lockfile
+
         stage = self._stages[name]
+        was = to_lockfile(stage) if _locked(stage) else None
         stage.save()
         stage.commit()
+        if to_lockfile(stage) == was:
+            return False
         stage.dvcfile.dump_stages([stage], update_pipeline=False)
+        return True
 
     def ignored(self, path: str) -> bool:
         """Whether DVC ignores the file at absolute `path` (.dvcignore)."""

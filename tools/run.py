@@ -84,6 +84,7 @@ class Recorder:
         self.pipe, self.order = pipe, order
         self.finished: set[str] = set()
         self.recorded: list[str] = []
+        self.relocked: set[str] = set()  # the recorded stages whose lock entries changed
 
     def finish(self, step: Step) -> None:
         """Mark `step` finished and commit whatever may be committed now."""
@@ -103,7 +104,8 @@ class Recorder:
                 self._commit(each)
 
     def _commit(self, step: Step) -> None:
-        self.pipe.commit(step.name)
+        if self.pipe.commit(step.name):
+            self.relocked.add(step.name)
         self.recorded.append(step.name)
 
 
@@ -441,22 +443,23 @@ def run(targets: list[str], jobs: int | None, isolate: bool) -> int:
 def _run(pipe: Pipeline, recorder: Recorder, jobs: int | None, isolate: bool) -> int:
     checks = [step for step in pipe.steps if step.check]
     durations = Durations(Durations.file(pipe.root))
-    # Ray takes seconds to start: when a stage is stale already, start it during the checks.
-    early = bool(to_run(pipe.steps, pipe.changed()))
+    stale: list[Step] = []
+
+    def meanwhile() -> list[Node] | None:
+        # While the checks run: what is stale already, and Ray (seconds to start) if anything is.
+        stale.extend(to_run(pipe.steps, pipe.changed()))
+        return cluster.start(jobs) if stale else None
+
     nodes: list[Node] | None = None
     try:
         failures, nodes = run_checks(
-            pipe,
-            checks,
-            jobs or len(os.sched_getaffinity(0)),
-            recorder,
-            durations,
-            lambda: cluster.start(jobs) if early else None,
+            pipe, checks, jobs or len(os.sched_getaffinity(0)), recorder, durations, meanwhile
         )
         if failures:
             log("\n".join(failures))
             return 1
-        stale = to_run(pipe.steps, pipe.changed())
+        if recorder.relocked:  # a check's outputs changed, and so may what reads them
+            stale = to_run(pipe.steps, pipe.changed())
         if not stale:
             log("Everything is up to date.")
             return 0
