@@ -49,6 +49,7 @@ def seed_row(folder: Path, exp: str, seed: int, threshold: float | None) -> dict
         "seconds_to_threshold": hit_seconds,
         "eval_mean": summary["return_mean"] if summary else None,
         "eval_std": summary["return_std"] if summary else None,
+        "evaluated": not progress.empty,  # periodic evaluations during training
     }
 
 
@@ -56,49 +57,66 @@ def _fmt(value: float | None, spec: str = ",.0f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _over_seeds(values: list[float | None], spec: str = ",.0f") -> str:
-    known = [v for v in values if v is not None]
-    if not known:
-        return "-"
-    spread = statistics.pstdev(known) if len(known) > 1 else 0.0
-    mean = format(statistics.fmean(known), spec)
-    missing = len(values) - len(known)
-    return f"{mean} ± {format(spread, spec)}" + (f" ({missing} never)" if missing else "")
+def _mean_sd(values: list[float], spec: str) -> str:
+    spread = statistics.pstdev(values) if len(values) > 1 else 0.0
+    return f"{format(statistics.fmean(values), spec)} ± {format(spread, spec)}"
+
+
+def summary(rows: list[dict[str, Any]], threshold: float | None) -> str:
+    """One line over an experiment's seeds: how many ran, how many final agents score at or
+    above `threshold`, how many seeds' periodic evaluations ever reached it, and the means."""
+    ran = [r for r in rows if r["eval_mean"] is not None]
+    if not ran:
+        return "no seed has run here"
+    parts = [f"{len(ran)} of {len(rows)} seeds ran"]
+    if threshold is not None:
+        ending = sum(r["eval_mean"] >= threshold for r in ran)
+        reached = [r["steps_to_threshold"] for r in ran if r["steps_to_threshold"] is not None]
+        parts.append(f"{ending} end at or above {threshold:,.0f}")
+        if any(r["evaluated"] for r in ran):
+            parts.append(f"{len(reached)} reached it in periodic evaluations")
+        if reached:
+            parts.append(f"first at {_mean_sd(reached, ',.0f')} steps")
+    parts.append(f"final eval {_mean_sd([r['eval_mean'] for r in ran], ',.1f')}")
+    timed = [r["train_seconds"] for r in ran if r["train_seconds"] is not None]
+    if timed:
+        parts.append(f"train {_mean_sd(timed, ',.1f')} s")
+    return "; ".join(parts)
 
 
 def report(folder: Path) -> None:
     """Print the table of the pipeline in `folder`."""
     raw = params.read(folder / "params.yaml")
-    header = ("run", "steps/s", "train s", "steps to thr", "s to thr", "final eval")
+    header = ("run", "budget", "steps/s", "train s", "steps to thr", "s to thr", "final eval")
     print(f"\n{folder}  (threshold: the env's reward_threshold; s = training wall seconds)")
-    print("  " + "".join(f"{h:>16}" if i else f"{h:<28}" for i, h in enumerate(header)))
+    widths = (28, 15, 9, 9, 14, 10, 18)
+    print(
+        "  "
+        + "".join(
+            f"{h:>{w}}" if i else f"{h:<{w}}"
+            for i, (h, w) in enumerate(zip(header, widths, strict=True))
+        )
+    )
     for exp_name in params.section_names(raw, "experiments"):
         exp = params.experiment(raw, exp_name)
         threshold = gym.spec(exp.env).reward_threshold
+        budget = ", ".join(f"{v:,} {k}" for k, v in exp.budget.items())
         rows = [seed_row(folder, exp_name, s, threshold) for s in params.seeds(raw)]
         for row in rows:
+            never = row["evaluated"] and row["steps_to_threshold"] is None
             cells = (
+                budget,
                 _fmt(row["steps_per_second"]),
                 _fmt(row["train_seconds"], ",.1f"),
-                _fmt(row["steps_to_threshold"]),
+                "never" if never else _fmt(row["steps_to_threshold"]),
                 _fmt(row["seconds_to_threshold"], ",.1f"),
-                f"{_fmt(row['eval_mean'], '.1f')} ± {_fmt(row['eval_std'], '.1f')}",
+                f"{_fmt(row['eval_mean'], ',.1f')} ± {_fmt(row['eval_std'], ',.1f')}",
             )
-            print(f"  {row['run']:<28}" + "".join(f"{c:>16}" for c in cells))
-        print(
-            f"  {exp_name + ' (' + str(len(rows)) + ' seeds)':<28}"
-            + "".join(
-                f"{c:>16}"
-                for c in (
-                    _over_seeds([r["steps_per_second"] for r in rows]),
-                    _over_seeds([r["train_seconds"] for r in rows], ",.1f"),
-                    _over_seeds([r["steps_to_threshold"] for r in rows]),
-                    _over_seeds([r["seconds_to_threshold"] for r in rows], ",.1f"),
-                    _over_seeds([r["eval_mean"] for r in rows], ".1f"),
-                )
+            print(
+                f"  {row['run']:<28}"
+                + "".join(f"{c:>{w}}" for c, w in zip(cells, widths[1:], strict=True))
             )
-            + f"   (threshold {threshold})"
-        )
+        print(f"  {exp_name}: {summary(rows, threshold)}")
 
 
 def main(argv: list[str] | None = None) -> int:
