@@ -7,6 +7,10 @@ identical, or differs and where: for `train`, the first update at which the trai
 for `evaluate`, the first differing episode. Exit 0 only when every stage is identical, 1 when one
 differs, 2 when the rerun fails.
 
+`--cpu MODEL` runs the rerun's train and evaluate stages on an emulated CPU (`qemu-x86_64 -cpu
+MODEL`, `tools.emulation`; Debian's `qemu-user`, installed when missing): the same bytes are
+required on a CPU this machine is not.
+
 `--stats` is for machines whose bytes cannot match (another CPU architecture or simulator build):
 the physics check only warns, and per experiment the evaluation returns of all seeds are compared
 with the committed ones by a two-sided Mann-Whitney U test; exit 0 when every experiment is
