@@ -84,13 +84,32 @@ def native(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
+# Once, with four processes on two cores, MuJoCo's XML parser under qemu-user failed on an env file
+# that the same command then read fine twice: a fault of the emulated run, not a difference in
+# bits. A run that stops on it continues once (`dvc repro`, from the stage that failed).
+EMULATOR_GLITCH = "XML Error: unknown error in attribute"
+
+
+def _repro(repo: Path, bin_dir: Path, *args: str) -> subprocess.Popen[str]:
+    """`dvc repro *args` in `repo`, with the shims of `bin_dir` first on PATH."""
+    path = os.pathsep.join((str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]))
+    return subprocess.Popen(
+        ["dvc", "repro", *args],
+        cwd=repo,
+        env={**os.environ, "PATH": path},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 @pytest.mark.slow
 def test_train_and_evaluate_give_the_same_bytes_on_emulated_cpus(
     native: Path, tmp_path: Path
 ) -> None:
     """Each CPU model reruns the pipeline (`dvc repro --force`) in a clone of its own; the models
     run at once, one emulated process each, so the test takes the time of one on two cores."""
-    started: dict[str, tuple[Path, Path, subprocess.Popen[str]]] = {}
+    started: dict[str, tuple[Path, Path, Path, subprocess.Popen[str]]] = {}
     for model in CPU_MODELS:
         folder = tmp_path / model
         repo, log = folder / "rlrepro", folder / "emulated.log"
@@ -99,21 +118,18 @@ def test_train_and_evaluate_give_the_same_bytes_on_emulated_cpus(
             bin_dir = shim(folder / "bin", model, log)
         except EmulationError as err:
             pytest.skip(str(err))
-        path = os.pathsep.join((str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]))
-        proc = subprocess.Popen(
-            ["dvc", "repro", "--force"],
-            cwd=repo,
-            env={**os.environ, "PATH": path},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        started[model] = (repo, log, proc)
-    outcomes = {model: proc.communicate()[0] for model, (_, _, proc) in started.items()}
+        started[model] = (repo, log, bin_dir, _repro(repo, bin_dir, "--force"))
+    outcomes = {model: proc.communicate()[0] for model, (*_, proc) in started.items()}
     before = _hashes(native)
-    for model, (repo, log, proc) in started.items():
-        assert proc.returncode == 0, f"{model}:\n{outcomes[model]}"
-        emulated = log.read_text().splitlines()  # one line per command the shim emulated
+    for model, (repo, log, bin_dir, proc) in started.items():
+        code = proc.returncode
+        if code != 0 and EMULATOR_GLITCH in outcomes[model]:
+            print(f"\n{model}: {EMULATOR_GLITCH!r}: dvc repro continues once")
+            again = _repro(repo, bin_dir)
+            outcomes[model] += again.communicate()[0]
+            code = again.returncode
+        assert code == 0, f"{model}:\n{outcomes[model]}"
+        emulated = set(log.read_text().splitlines())  # each command the shim emulated
         for module in COMPUTING:
             ran = [line for line in emulated if f" -m {module} " in line]
             assert len(ran) == len(all_algorithms()["experiments"]), emulated
@@ -124,6 +140,6 @@ def test_train_and_evaluate_give_the_same_bytes_on_emulated_cpus(
     for stage in sorted(before):
         for path, md5 in before[stage].items():
             print(f"    {path} {md5}")
-    for model, (repo, _, _) in started.items():
+    for model, (repo, *_) in started.items():
         assert _hashes(repo) == before, model
         assert run(repo, "git", "status", "--porcelain", "dvc.lock").stdout == "", model
