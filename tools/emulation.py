@@ -32,31 +32,30 @@ def installed(program: str, package: str) -> str | None:
     return found
 
 
-def qemu(model: str | None = None) -> str:
+def qemu(model: str) -> str:
     """The path of `qemu-x86_64` (installing Debian's `qemu-user` if needed), checked to know
-    the CPU `model` when one is given; raises EmulationError otherwise."""
+    the CPU `model`; raises EmulationError otherwise."""
     found = installed("qemu-x86_64", "qemu-user")
     if found is None:
         raise EmulationError("qemu-x86_64 is not installed and `apt-get install qemu-user` failed")
-    if model is not None:
-        listed = subprocess.run([found, "-cpu", "help"], capture_output=True, text=True).stdout
-        known = {line.split()[1] for line in listed.splitlines() if line.startswith("x86 ")}
-        if model not in known:
-            raise EmulationError(
-                f"--cpu {model}: not a CPU model of qemu-x86_64; e.g. {', '.join(CPU_MODELS)} "
-                "(`qemu-x86_64 -cpu help` lists them all)"
-            )
+    listed = subprocess.run([found, "-cpu", "help"], capture_output=True, text=True).stdout
+    known = {line.split()[1] for line in listed.splitlines() if line.startswith("x86 ")}
+    if model not in known:
+        raise EmulationError(
+            f"--cpu {model}: not a CPU model of qemu-x86_64; e.g. {', '.join(CPU_MODELS)} "
+            "(`qemu-x86_64 -cpu help` lists them all)"
+        )
     return found
 
 
-def shim(folder: Path, model: str, log: Path, modules: tuple[str, ...] = COMPUTING) -> Path:
-    """A folder holding a `python` that runs `python -m <one of modules> ...` on the emulated CPU
-    `model` (logging each such command to `log`) and anything else natively; put it first on PATH.
-    """
+def shim(folder: Path, model: str, log: Path) -> Path:
+    """A folder holding a `python` that runs `python -m <a COMPUTING module> ...` on the emulated
+    CPU `model` (logging each such command to `log`) and anything else natively; put it first on
+    PATH. Raises EmulationError when qemu cannot emulate `model`."""
     emulator = qemu(model)
     folder.mkdir(parents=True, exist_ok=True)
     log.touch()
-    pattern = "|".join(modules)
+    pattern = "|".join(COMPUTING)
     script = folder / "python"
     script.write_text(  # qemu's warnings about CPU features it lacks are dropped, nothing else
         "#!/bin/bash\n"

@@ -215,27 +215,31 @@ def _workdir(path: Path | None) -> Iterator[Path]:
 def _env(stats: bool, first: Path | None = None) -> dict[str, str]:
     """This environment with the venv (after folder `first`, if given) first on PATH, and the
     physics check relaxed for --stats."""
-    path = [str(Path(sys.executable).parent), os.environ["PATH"]]
-    env = {**os.environ, "PATH": os.pathsep.join([str(first)] * (first is not None) + path)}
+    path = ([str(first)] if first is not None else []) + [str(Path(sys.executable).parent)]
+    env = {**os.environ, "PATH": os.pathsep.join([*path, os.environ["PATH"]])}
     if stats:
         env[ALLOW_PHYSICS_VAR] = "1"
     return env
 
 
 def rerun(
-    repo: Path, rev: str, clone: Path, pipeline: str, stats: bool, cpu: str | None = None
+    repo: Path,
+    rev: str,
+    clone: Path,
+    pipeline: str,
+    stats: bool,
+    emulated: tuple[str, Path] | None = None,
 ) -> int:
     """Clone `repo` at `rev` into `clone`, run `dvc repro --force` of the pipeline in folder
-    `pipeline` there (its log on stderr), with the train and evaluate stages on the emulated CPU
-    `cpu` if given (each such command logged in `emulated.log` beside the clone)."""
+    `pipeline` there (its log on stderr); with `emulated` (a CPU model and its
+    `emulation.shim` folder), that folder first on PATH."""
     if clone.exists() and any(clone.iterdir()):
         raise VerifyError(f"--workdir: {clone} is not empty; give a new or empty folder")
     _git(repo, "clone", "--quiet", "--no-hardlinks", ".", str(clone.resolve()))
     _git(clone, "checkout", "--quiet", "--detach", rev)
-    shims = None if cpu is None else emulation.shim(clone.parent / "bin", cpu, _emulated(clone))
-    env = _env(stats, shims)
+    env = _env(stats, emulated[1] if emulated else None)
     target = Path(pipeline, "dvc.yaml").as_posix()
-    where = "" if cpu is None else f", train and evaluate on emulated {cpu}"
+    where = f", train and evaluate on emulated {emulated[0]}" if emulated else ""
     print(f"verify: rerunning {target} of {rev} in {clone}{where}", file=sys.stderr, flush=True)
     return subprocess.run(
         ["dvc", "repro", "--force", target], cwd=clone, env=env, stdout=sys.stderr.fileno()
@@ -294,12 +298,14 @@ def verify(
         ) from None
     if not (root / pipeline / "dvc.yaml").is_file():
         raise VerifyError(f"--pipeline {pipeline}: no dvc.yaml there; give . or studies/<name>")
-    if cpu is not None:
-        emulation.qemu(cpu)  # a model qemu knows, before anything is cloned
     if _git(root, "status", "--porcelain", "--untracked-files=no"):
         print(f"verify: uncommitted changes in {root} are not verified", file=sys.stderr)
     with _workdir(workdir) as clone:
-        if rerun(root, commit, clone, pipeline, stats, cpu) != 0:
+        # the emulator, checked to know `cpu`, before anything is cloned
+        emulated = None
+        if cpu is not None:
+            emulated = (cpu, emulation.shim(clone.parent / "bin", cpu, _emulated(clone)))
+        if rerun(root, commit, clone, pipeline, stats, emulated) != 0:
             print(
                 "error: dvc repro --force failed in the clone (its log is above)", file=sys.stderr
             )
@@ -320,10 +326,10 @@ def verify(
         same = sum(row.result == "identical" for row in rows)
         where = ""
         if cpu is not None:
-            emulated = _emulated(clone).read_text().splitlines()
-            if not emulated:
+            ran = _emulated(clone).read_text().splitlines()
+            if not ran:
                 raise VerifyError(f"--cpu {cpu}: no train or evaluate stage ran on it")
-            where = f", {len(emulated)} train and evaluate stages on emulated {cpu}"
+            where = f", {len(ran)} train and evaluate stages on emulated {cpu}"
         print_table(
             f"Stages of {commit[:12]} rerun{where}, byte for byte against dvc.lock "
             f"({same} of {len(rows)} identical):",
