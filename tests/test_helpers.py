@@ -13,16 +13,17 @@ from packaging.requirements import Requirement
 from torch import nn
 
 from rlrepro.agents import checkpoint
-from rlrepro.agents.networks import mlp
+from rlrepro.agents.networks import GaussianPolicy, mlp
 from rlrepro.console import Progress
 from rlrepro.core.errors import CheckpointError, StageError
 from rlrepro.core.files import canonical_json, write_bytes
+from rlrepro.core.params import ACTIVATIONS
 from rlrepro.core.requirements import locked, mismatches
 from rlrepro.machine.facts import facts
 from rlrepro.machine.physics import check as physics_check
 from rlrepro.machine.physics import rollout_digest
 from rlrepro.results.curves import mean_curve, smooth
-from rlrepro.training.reinforce import discounted_returns
+from rlrepro.training.reinforce import acting, discounted_returns
 from rlrepro.training.trace import Trace, first_parting
 
 
@@ -97,6 +98,25 @@ def test_canonical_json_is_order_independent() -> None:
 def test_discounted_returns_known_values() -> None:
     np.testing.assert_allclose(discounted_returns([1.0, 1.0, 1.0], 0.5), [1.75, 1.5, 1.0])
     assert discounted_returns([], 0.9).shape == (0,)
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_reinforce_acting_gives_the_bits_of_the_policy(activation: str) -> None:
+    torch.manual_seed(0)
+    policy = GaussianPolicy(4, 2, (16, 32), activation, 1e-6)
+    low, high = np.full(2, -0.5, dtype=np.float32), np.full(2, 0.5, dtype=np.float32)
+    act = acting(policy, low, high)
+    observations = np.random.default_rng(0).normal(size=(200, 4))
+    noise = torch.randn(200, 2)
+    with torch.no_grad():
+        rows = [act(obs, n) for obs, n in zip(observations, noise, strict=True)]
+        singles = [policy(torch.as_tensor(obs, dtype=torch.float32)) for obs in observations]
+    actions = torch.cat([action for action, _ in rows])
+    assert torch.equal(
+        actions, torch.stack([m + s * n for (m, s), n in zip(singles, noise, strict=True)])
+    )
+    clipped = np.stack([c for _, c in rows])
+    assert clipped.dtype == np.float32 and np.array_equal(clipped, np.clip(actions, low, high))
 
 
 def test_smooth_is_trailing_mean() -> None:

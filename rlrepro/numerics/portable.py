@@ -141,25 +141,26 @@ def _register_unary(lib: torch.library.Library, name: str, compute: Callable[...
     lib.impl(f"{name}_", impl_, "CPU", with_keyset=True)
 
 
-def _register_pow(lib: torch.library.Library, sqrt: Callable[..., Any]) -> None:
-    """pow(x, 0.5) in its three forms: ATen computes it with its sqrt kernel, bypassing `sqrt`."""
+def _register_pow(lib: torch.library.Library) -> None:
+    """pow(x, 0.5) in its three forms as `_sqrt`: ATen computes it with its sqrt kernel, bypassing
+    the `sqrt` op."""
     functional = torch.library.get_kernel("aten::pow.Tensor_Scalar", "CPU")
     out_form = torch.library.get_kernel("aten::pow.Tensor_Scalar_out", "CPU")
     in_place = torch.library.get_kernel("aten::pow_.Scalar", "CPU")
 
     def impl(keys: Any, x: torch.Tensor, exponent: Any) -> torch.Tensor:
         if _pow_half(x, exponent):
-            return sqrt(x)
+            return _sqrt(x)
         return functional.call_boxed(keys, x, exponent)
 
     def impl_out(keys: Any, x: torch.Tensor, exponent: Any, *, out: torch.Tensor) -> torch.Tensor:
         if _pow_half(x, exponent) and out.dtype == x.dtype:
-            return _write_out(sqrt(x), out)
+            return _write_out(_sqrt(x), out)
         return out_form.call_boxed(keys, x, exponent, out=out)
 
     def impl_(keys: Any, x: torch.Tensor, exponent: Any) -> torch.Tensor:
         if _pow_half(x, exponent):
-            return x.copy_(sqrt(x))
+            return x.copy_(_sqrt(x))
         return in_place.call_boxed(keys, x, exponent)
 
     lib.impl("pow.Tensor_Scalar", impl, "CPU", with_keyset=True)
@@ -259,5 +260,5 @@ def install() -> None:
             warnings.simplefilter("ignore", UserWarning)
             for name, compute in REPLACED.items():
                 _register_unary(lib, name, compute)
-            _register_pow(lib, _sqrt)
+            _register_pow(lib)
     _library = lib

@@ -71,15 +71,18 @@ class Recording:
         self._evaluating += time.perf_counter() - began
 
     def __getstate__(self) -> dict[str, Any]:
-        """For a snapshot: the clock as seconds so far, not this process's counter."""
+        """For a snapshot: the clock as seconds so far, not this process's counter, and the
+        episodes as plain tuples, which pickle several times faster than named ones."""
         state = dict(self.__dict__)
         state["_start"] = time.perf_counter() - self._start  # elapsed, evaluation included
+        state["episodes"] = [tuple(episode) for episode in self.episodes]
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """From a snapshot: the clock goes on from the seconds it had."""
         self.__dict__.update(state)
         self._start = time.perf_counter() - state["_start"]
+        self.episodes = [Episode(*episode) for episode in state["episodes"]]
 
     def timing(self) -> dict[str, Any]:
         """The untracked timing record: training seconds, steps per second, seconds per eval."""

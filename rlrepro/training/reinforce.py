@@ -6,7 +6,6 @@ a `torch.Generator` of its own, so that the whole random state of training is kn
 """
 
 import dataclasses
-import functools
 import io
 from collections.abc import Callable
 from typing import Any
@@ -16,7 +15,12 @@ import numpy as np
 import torch
 from torch.nn import functional
 
-from rlrepro.agents.networks import GAUSSIAN_ENTRY, GaussianPolicy, box_dims, mean_actor
+from rlrepro.agents.networks import (
+    GAUSSIAN_ENTRY,
+    GaussianPolicy,
+    box_dims,
+    mean_actor,
+)
 from rlrepro.agents.rollout import Episode
 from rlrepro.core.params import Experiment, build
 from rlrepro.training.recording import Recording
@@ -54,32 +58,38 @@ def discounted_returns(rewards: list[float], gamma: float) -> np.ndarray:
     return returns
 
 
-def _lean(policy: GaussianPolicy) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """`policy.forward` as plain calls on its parameter tensors: the same operations in the same
-    order (so the same bits), without the per-call attribute look-ups of `nn.Module`, which cost
-    more than the arithmetic on one observation. The optimizer updates the tensors in place, so
-    the calls stay current."""
-    steps: list[Callable[[torch.Tensor], torch.Tensor]] = [
-        functools.partial(functional.linear, weight=layer.weight, bias=layer.bias)
-        if isinstance(layer, torch.nn.Linear)
-        else layer.forward
-        for layer in policy.shared
+def acting(
+    policy: GaussianPolicy, low: np.ndarray, high: np.ndarray
+) -> Callable[[np.ndarray, torch.Tensor], tuple[torch.Tensor, np.ndarray]]:
+    """`policy`'s sampling step for one observation, lean: `(obs, noise) -> (action, clipped)`,
+    the action mean + std * noise (a row of shape (1, act_dim)) and it clipped to the bounds.
+
+    The observation is a row, so that each layer is one `addmm` with its bias (a 1-d input
+    costs a `mm`, views and an `add`: 25 ops a step instead of 13). The bits are those of
+    `policy.forward` on the one observation (tests/test_helpers.py); a batch of many rows goes
+    to other matrix kernels, with other bits. The calls go straight to the parameter tensors,
+    which the optimizer updates in place, without `nn.Module`'s overhead.
+    """
+    layers = list(policy.shared)  # Linear, activation, Linear, activation, ...
+    hidden: list[tuple[torch.Tensor, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]] = [
+        (linear.weight.t(), linear.bias, act.forward)
+        for linear, act in zip(layers[::2], layers[1::2], strict=True)
+        if isinstance(linear, torch.nn.Linear)
     ]
-    mean_w, mean_b, std_w, std_b = (
-        policy.mean.weight,
-        policy.mean.bias,
-        policy.std.weight,
-        policy.std.bias,
-    )
+    mean_w, mean_b = policy.mean.weight.t(), policy.mean.bias
+    std_w, std_b = policy.std.weight.t(), policy.std.bias
     eps = policy.std_eps
+    low_t, high_t = torch.from_numpy(low), torch.from_numpy(high)
 
-    def forward(obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        for step in steps:
-            obs = step(obs)
-        std = functional.softplus(functional.linear(obs, std_w, std_b)) + eps
-        return functional.linear(obs, mean_w, mean_b), std
+    def act(obs: np.ndarray, noise: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        features = torch.from_numpy(obs[np.newaxis]).float()
+        for weight, bias, activate in hidden:
+            features = activate(torch.addmm(bias, features, weight))
+        std = functional.softplus(torch.addmm(std_b, features, std_w)) + eps
+        action = torch.addmm(mean_b, features, mean_w) + std * noise
+        return action, torch.clamp(action, low_t, high_t).numpy()[0]
 
-    return forward
+    return act
 
 
 def _run_episode(
@@ -88,21 +98,20 @@ def _run_episode(
     policy: GaussianPolicy,
     generator: torch.Generator,
 ) -> tuple[list[np.ndarray], list[torch.Tensor], list[float]]:
-    """Sample one episode from `obs` on; :return: its observations, actions and rewards.
+    """Sample one episode from `obs` on; :return: its observations, actions (rows) and rewards.
 
     Log-likelihoods are recomputed in one batch at the update, which is faster than keeping a
     graph per step and gives the same gradient.
     """
-    _, _, low, high = box_dims(env)
-    forward = _lean(policy)
+    _, act_dim, low, high = box_dims(env)
+    act = acting(policy, low, high)
     observations, actions, rewards, done = [], [], [], False
     with torch.no_grad():
         while not done:
-            mean, std = forward(torch.from_numpy(obs).float())
-            action = mean + std * torch.randn(mean.shape, generator=generator)
+            action, clipped = act(obs, torch.randn(act_dim, generator=generator))
             observations.append(obs)
             actions.append(action)
-            obs, reward, terminated, truncated, _ = env.step(np.clip(action.numpy(), low, high))
+            obs, reward, terminated, truncated, _ = env.step(clipped)
             rewards.append(float(reward))
             done = terminated or truncated
     return observations, actions, rewards
@@ -118,7 +127,11 @@ def _update(
     observations, actions, rewards = episode
     returns = torch.as_tensor(discounted_returns(rewards, gamma), dtype=torch.float32)
     mean, std = policy(torch.as_tensor(np.array(observations), dtype=torch.float32))
-    log_probs = torch.distributions.Normal(mean, std).log_prob(torch.stack(actions)).sum(-1)
+    log_probs = (
+        torch.distributions.Normal(mean, std, validate_args=False)
+        .log_prob(torch.cat(actions))
+        .sum(-1)
+    )
     loss = -(log_probs * returns).sum()
     optimizer.zero_grad()
     loss.backward()

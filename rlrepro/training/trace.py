@@ -60,6 +60,14 @@ class Trace:
         arrays = [obs[k] for k in sorted(obs)] if isinstance(obs, dict) else [np.asarray(obs)]
         self.points.append(TracePoint(update, step, weights, short_hash(arrays)))
 
+    def __getstate__(self) -> dict[str, Any]:
+        """For a snapshot: the points as plain tuples, which pickle faster than named ones."""
+        return {"every": self.every, "points": [tuple(point) for point in self.points]}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.every = state["every"]
+        self.points = [TracePoint(*point) for point in state["points"]]
+
 
 def parse(text: str) -> list[TracePoint]:
     """The points of a trace CSV's text (header `TRACE_HEADER`), as training wrote them."""
