@@ -32,12 +32,13 @@ test-slow: $(STAMP)
 test-cpus: $(STAMP)
 	$(BIN)/python -m pytest -m slow -s tests/test_other_cpus.py
 
-# Rerun the committed pipeline in a fresh clone; compare every output with dvc.lock.
+# Rerun the committed pipeline from nothing in a fresh clone, with the runner (JOBS=N: at most N
+# CPUs); compare every output with dvc.lock.
 # A study: make verify PIPELINE=studies/double-pendulum
 # On another CPU, emulated (train and evaluate stages; ~17x slower): make verify CPU=Haswell-v4
 PIPELINE ?= .
 verify: $(STAMP)
-	$(BIN)/python -m tools.verify --pipeline $(PIPELINE) $(if $(CPU),--cpu $(CPU))
+	$(BIN)/python -m tools.verify --pipeline $(PIPELINE) $(if $(CPU),--cpu $(CPU)) $(if $(JOBS),--jobs $(JOBS))
 
 # The same, for a machine whose bytes cannot match: compare evaluations statistically.
 verify-stats: $(STAMP)

@@ -33,6 +33,7 @@ import yaml
 
 from rlrepro import console
 from rlrepro.core.errors import UserError
+from tools.pipeline import remove_outputs
 
 
 class BenchError(UserError):
@@ -49,8 +50,6 @@ def _environment() -> dict[str, str]:
 def prepare(repo: Path, dest: Path, params_file: Path | None) -> Path:
     """A clone of `repo` at `dest` with `params_file` as its params.yaml, without dvc.lock or any
     output of its default pipeline. :return: `dest`."""
-    from dvc.repo import Repo
-
     done = subprocess.run(
         ["git", "clone", "--quiet", "--no-hardlinks", str(repo), str(dest)],
         capture_output=True,
@@ -60,16 +59,7 @@ def prepare(repo: Path, dest: Path, params_file: Path | None) -> Path:
         raise BenchError(f"git clone {repo}: {done.stderr.strip()}")
     if params_file is not None:
         shutil.copyfile(params_file, dest / "params.yaml")
-    with Repo(str(dest)) as clone:
-        stages = clone.stage.collect(str(dest / "dvc.yaml"))  # a relative one: this folder's
-        outs = [Path(out.fs_path) for stage in stages for out in stage.outs]
-    if any(not out.is_relative_to(dest) for out in outs):
-        raise BenchError(f"DVC gave outputs outside {dest}: {outs[0]}")
-    for out in outs:
-        if out.is_dir():
-            shutil.rmtree(out)
-        else:
-            out.unlink(missing_ok=True)
+    remove_outputs(dest, dest / "dvc.yaml")
     (dest / "dvc.lock").unlink(missing_ok=True)
     return dest
 

@@ -11,6 +11,7 @@ second reading of `dvc.yaml`.
 import dataclasses
 import logging
 import os
+import shutil
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -83,6 +84,30 @@ def files(root: Path, paths: Iterable[str], ignored: Any = None) -> Iterator[str
             for file in sorted(p for p in full.rglob("*") if p.is_file()):
                 if ignored is None or not ignored(str(file)):
                     yield file.relative_to(root).as_posix()
+
+
+def remove_outputs(root: Path, dvcfile: Path) -> list[Path]:
+    """Delete every output of the stages of `dvcfile` (as DVC lists them) in the repository at
+    `root`, so that each of them is stale and reruns from nothing; dvc.lock is left as it is.
+
+    :return: the outputs that were there.
+    :raises UserError: when DVC gives an output outside `root`.
+    """
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        stages = repo.stage.collect(str(dvcfile.resolve()))
+        outs = [Path(out.fs_path) for stage in stages for out in stage.outs]
+    outside = [out for out in outs if not out.is_relative_to(root.resolve())]
+    if outside:
+        raise UserError(f"{dvcfile}: DVC gave an output outside {root}: {outside[0]}")
+    removed = [out for out in outs if out.exists()]
+    for out in removed:
+        if out.is_dir():
+            shutil.rmtree(out)
+        else:
+            out.unlink()
+    return removed
 
 
 def _work(stage: Any) -> float:

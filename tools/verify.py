@@ -1,7 +1,8 @@
 """`make verify`: rerun the committed pipeline from nothing and compare its outputs byte for byte.
 
-In a fresh clone of the repository at `--rev` (another path, an empty DVC cache; persistent outputs
-never use the run-cache) `dvc repro --force` reruns every stage, with this shell's environment.
+In a fresh clone of the repository at `--rev` (another path, an empty DVC cache) every output of
+the pipeline is deleted, then the runner (`tools.run`, as `make repro`: the stages side by side on
+every CPU, or `--jobs N`) reruns every stage from nothing, with this shell's environment.
 Then each stage's output hashes are compared with the committed `dvc.lock`, one row per stage:
 identical, or differs and where: for `train`, the first update at which the training traces part;
 for `evaluate`, the first differing episode. Exit 0 only when every stage is identical, 1 when one
@@ -38,6 +39,7 @@ from rlrepro.core.errors import UserError
 from rlrepro.machine import ALLOW_PHYSICS_VAR
 from rlrepro.training import trace
 from tools import emulation
+from tools.pipeline import remove_outputs
 
 Committed = Callable[[str], str | None]
 
@@ -229,21 +231,23 @@ def rerun(
     pipeline: str,
     stats: bool,
     emulated: tuple[str, Path] | None = None,
+    jobs: int | None = None,
 ) -> int:
-    """Clone `repo` at `rev` into `clone`, run `dvc repro --force` of the pipeline in folder
-    `pipeline` there (its log on stderr); with `emulated` (a CPU model and its
-    `emulation.shim` folder), that folder first on PATH."""
+    """Clone `repo` at `rev` into `clone`, delete every output of the pipeline in folder
+    `pipeline` there and rerun it with the runner on `jobs` CPUs (default: all; its log on
+    stderr); with `emulated` (a CPU model and its `emulation.shim` folder), that folder first on
+    PATH. :return: the runner's exit code."""
     if clone.exists() and any(clone.iterdir()):
         raise VerifyError(f"--workdir: {clone} is not empty; give a new or empty folder")
     _git(repo, "clone", "--quiet", "--no-hardlinks", ".", str(clone.resolve()))
     _git(clone, "checkout", "--quiet", "--detach", rev)
     env = _env(stats, emulated[1] if emulated else None)
     target = Path(pipeline, "dvc.yaml").as_posix()
+    remove_outputs(clone, clone / target)
     where = f", train and evaluate on emulated {emulated[0]}" if emulated else ""
     print(f"verify: rerunning {target} of {rev} in {clone}{where}", file=sys.stderr, flush=True)
-    return subprocess.run(
-        ["dvc", "repro", "--force", target], cwd=clone, env=env, stdout=sys.stderr.fileno()
-    ).returncode
+    command = [sys.executable, "-m", "tools.run", target, *(["--jobs", str(jobs)] if jobs else [])]
+    return subprocess.run(command, cwd=clone, env=env, stdout=sys.stderr.fileno()).returncode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -263,13 +267,24 @@ def main(argv: list[str] | None = None) -> int:
         f"e.g. {' or '.join(emulation.CPU_MODELS)})",
     )
     parser.add_argument("--alpha", type=float, default=0.05, help="--stats significance level")
+    parser.add_argument("--jobs", type=int, help="the rerun on at most N CPUs (default: all)")
     args = parser.parse_args(argv)
     if not 0 < args.alpha < 1:
         print(f"error: --alpha: expected a number in (0, 1), got {args.alpha}", file=sys.stderr)
         return 2
+    if args.jobs is not None and args.jobs < 1:
+        print(f"error: --jobs: expected a number >= 1, got {args.jobs}", file=sys.stderr)
+        return 2
     try:
         return verify(
-            args.repo, args.rev, args.workdir, args.pipeline, args.stats, args.alpha, args.cpu
+            args.repo,
+            args.rev,
+            args.workdir,
+            args.pipeline,
+            args.stats,
+            args.alpha,
+            args.cpu,
+            args.jobs,
         )
     except (VerifyError, UserError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -284,11 +299,12 @@ def verify(
     stats: bool,
     alpha: float,
     cpu: str | None = None,
+    jobs: int | None = None,
 ) -> int:
     """Rerun the pipeline in folder `pipeline` of `repo` at `rev` in a clone (in `workdir`, else
-    a temporary folder), its train and evaluate stages on the emulated CPU `cpu` if given, and
-    print the tables; :return: the exit code (0 identical or compatible, 1 not, 2 the rerun
-    failed)."""
+    a temporary folder) on `jobs` CPUs (default: all), its train and evaluate stages on the
+    emulated CPU `cpu` if given, and print the tables; :return: the exit code (0 identical or
+    compatible, 1 not, 2 the rerun failed)."""
     root = Path(_git(repo, "rev-parse", "--show-toplevel").strip())
     try:
         commit = _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").strip()
@@ -305,10 +321,8 @@ def verify(
         emulated = None
         if cpu is not None:
             emulated = (cpu, emulation.shim(clone.parent / "bin", cpu, _emulated(clone)))
-        if rerun(root, commit, clone, pipeline, stats, emulated) != 0:
-            print(
-                "error: dvc repro --force failed in the clone (its log is above)", file=sys.stderr
-            )
+        if rerun(root, commit, clone, pipeline, stats, emulated, jobs) != 0:
+            print("error: the rerun failed in the clone (its log is above)", file=sys.stderr)
             return 2
         here, committed = clone / pipeline, _show(clone, pipeline)
         listed = subprocess.run(
