@@ -52,9 +52,9 @@ bench: $(STAMP)
 
 # The default pipeline from nothing in two fresh clones: serial `dvc repro` against the runner
 # (wall times, ratio, identical dvc.lock): the full params take many minutes; smaller budgets:
-# make bench-pipeline PARAMS=benchmarks/params-small.yaml
+# make bench-pipeline PARAMS=benchmarks/params-small.yaml; REPEAT=3: three pairs and their medians
 bench-pipeline: $(STAMP)
-	$(BIN)/python -m benchmarks.pipeline $(if $(PARAMS),--params $(PARAMS))
+	$(BIN)/python -m benchmarks.pipeline $(if $(PARAMS),--params $(PARAMS)) $(if $(REPEAT),--repeat $(REPEAT))
 
 # GIFs of every trained agent's first evaluation episode, rendered offscreen (reports/videos/).
 videos: $(STAMP)

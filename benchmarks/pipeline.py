@@ -1,15 +1,17 @@
 """The default pipeline from nothing, serial `dvc repro` against the runner (`tools.run`), in one
 run on this machine.
 
-    python -m benchmarks.pipeline [--params FILE] [--jobs N] [--workdir DIR]
+    python -m benchmarks.pipeline [--params FILE] [--jobs N] [--workdir DIR] [--repeat N]
 
 It clones the committed repository twice (into `--workdir`, else a temporary folder), puts
 `--params` in each as params.yaml when given, and removes each clone's dvc.lock and every output
 of the default pipeline: both start from nothing. Then, one after the other, it times `dvc repro`
 in the first and `python -m tools.run` in the second (with `--jobs`), and prints both wall times,
 their ratio and whether the two dvc.lock files are identical, byte for byte (and, if not,
-whether they hold the same entries in another order). Exit 0 when identical, 1 when not, 2 when
-a run fails.
+whether they hold the same entries in another order). `--repeat N` times N such pairs, each
+in fresh clones, the runner first in every second pair (a drift of the machine's speed then
+favours neither), and prints each pair and the medians: on shared cores one pair's ratio moves
+by several percent. Exit 0 when every pair's locks are identical, 1 when not, 2 when a run fails.
 
 Both runs get PYTHONHASHSEED=0. DVC orders the stages it adds to a new dvc.lock by walking a
 subgraph whose node order follows Python's string hashes when the repository holds several
@@ -21,6 +23,7 @@ order) see the same order.
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +31,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
@@ -90,22 +94,72 @@ def _workdir(path: Path | None) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def bench(repo: Path, params_file: Path | None, jobs: int | None, workdir: Path | None) -> bool:
-    """Time both runs and print the figures; :return: whether the locks are identical."""
+class Pair(NamedTuple):
+    """One serial run and one runner run, from nothing: wall seconds and dvc.lock texts."""
+
+    serial_s: float
+    runner_s: float
+    serial_lock: str
+    runner_lock: str
+
+    @property
+    def same(self) -> bool:
+        """Whether the two dvc.lock files are identical, byte for byte."""
+        return self.serial_lock == self.runner_lock
+
+
+def time_pair(
+    repo: Path, folder: Path, params_file: Path | None, jobs: int | None, first: str
+) -> Pair:
+    """Serial `dvc repro` and the runner, each in a fresh clone in `folder`, `first` ("serial" or
+    "runner") timed first."""
+    clones = {name: prepare(repo, folder / name, params_file) for name in ("serial", "runner")}
+    runner_args = ["--jobs", str(jobs)] if jobs else []
+    commands = {
+        "serial": ["dvc", "repro"],
+        "runner": [sys.executable, "-m", "tools.run", *runner_args],
+    }
+    order = ["serial", "runner"] if first == "serial" else ["runner", "serial"]
+    seconds = {name: timed(clones[name], *commands[name]) for name in order}
+    locks = [(clones[name] / "dvc.lock").read_text() for name in ("serial", "runner")]
+    return Pair(seconds["serial"], seconds["runner"], locks[0], locks[1])
+
+
+def bench(
+    repo: Path, params_file: Path | None, jobs: int | None, workdir: Path | None, repeat: int
+) -> bool:
+    """Time `repeat` pairs (the order within a pair alternating, so that a drift of the
+    machine's speed favours neither) and print each and the medians; :return: whether every
+    pair's locks are identical."""
+    pairs = []
     with _workdir(workdir) as folder:
-        serial = prepare(repo, folder / "serial", params_file)
-        parallel = prepare(repo, folder / "runner", params_file)
-        serial_s = timed(serial, "dvc", "repro")
-        runner_args = ["--jobs", str(jobs)] if jobs else []
-        runner_s = timed(parallel, sys.executable, "-m", "tools.run", *runner_args)
-        locks = [(folder / "dvc.lock").read_text() for folder in (serial, parallel)]
-    same, entries = locks[0] == locks[1], yaml.safe_load(locks[0]) == yaml.safe_load(locks[1])
+        for index in range(repeat):
+            first = "serial" if index % 2 == 0 else "runner"
+            done = time_pair(repo, folder / str(index + 1), params_file, jobs, first)
+            pairs.append(done)
+            if repeat > 1:
+                print(
+                    f"pair {index + 1} ({first} first): serial {done.serial_s:.1f} s, runner "
+                    f"{done.runner_s:.1f} s, {done.serial_s / done.runner_s:.2f}x, dvc.lock "
+                    f"{'identical' if done.same else 'DIFFERS'}",
+                    flush=True,
+                )
     cpus = len(os.sched_getaffinity(0))
-    print(f"serial dvc repro:   {serial_s:8.1f} s")
-    print(f"runner (tools.run): {runner_s:8.1f} s   ({jobs or cpus} CPUs)")
-    print(f"ratio:              {serial_s / runner_s:8.2f}x")
+    of = f"   (median of {repeat})" if repeat > 1 else ""
+    ratio = statistics.median(p.serial_s / p.runner_s for p in pairs)
+    print(f"serial dvc repro:   {statistics.median(p.serial_s for p in pairs):8.1f} s{of}")
+    print(f"runner (tools.run): {statistics.median(p.runner_s for p in pairs):8.1f} s{of}", end="")
+    print(f"   ({jobs or cpus} CPUs)")
+    print(
+        f"ratio:              {ratio:8.2f}x"
+        + (f"   (median of the {repeat} pairs' ratios)" if repeat > 1 else "")
+    )
+    same = all(p.same for p in pairs)
     print(f"dvc.lock identical: {'yes' if same else 'NO'}", end="")
-    print("" if same else f" (same entries in another order: {'yes' if entries else 'NO'})")
+    if not same:
+        entries = all(yaml.safe_load(p.serial_lock) == yaml.safe_load(p.runner_lock) for p in pairs)
+        print(f" (same entries in another order: {'yes' if entries else 'NO'})", end="")
+    print()
     return same
 
 
@@ -116,14 +170,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", type=Path, help="the params file to run (default: committed)")
     parser.add_argument("--jobs", type=int, help="the runner's --jobs (default: every CPU)")
     parser.add_argument("--workdir", type=Path, help="clone into this folder and keep it")
+    parser.add_argument("--repeat", type=int, default=1, help="pairs to time (default 1)")
     args = parser.parse_args(argv)
     same = [False]
 
     def work() -> None:
         if args.params is not None and not args.params.is_file():
             raise BenchError(f"--params {args.params}: no such file")
+        if args.repeat < 1:
+            raise BenchError(f"--repeat: expected a number >= 1, got {args.repeat}")
         params_file = args.params.resolve() if args.params else None
-        same[0] = bench(args.repo.resolve(), params_file, args.jobs, args.workdir)
+        same[0] = bench(args.repo.resolve(), params_file, args.jobs, args.workdir, args.repeat)
 
     code = console.run(work)
     return code or (0 if same[0] else 1)
