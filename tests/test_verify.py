@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from rlrepro.training.trace import TRACE_HEADER
-from tests.conftest import make_project, run, tiny_params, write_params
+from tests.conftest import clone, make_project, run, tiny_params, write_params
+from tools.pipeline import remove_outputs
 from tools.verify import compatible, episode_parting, lock_outs, trace_parting
 
 
@@ -102,6 +103,21 @@ def test_a_study_is_verified_in_its_folder(reference: Path, tmp_path: Path) -> N
     assert "train@pendulum-reinforce-3" in out and "cartpole" not in out
     same, total = _counts(out)
     assert same == total > 0
+
+
+def test_the_rerun_starts_from_nothing(reference: Path, tmp_path: Path) -> None:
+    # What verify does in its clone before the rerun: every output of that pipeline deleted (so
+    # no stage can pass on a committed file), every stage stale, the lock and the study untouched.
+    repo = clone(reference, tmp_path / "rlrepro")
+    lock = (repo / "dvc.lock").read_bytes()
+    committed = {p for outs in lock_outs(lock.decode()).values() for p in outs}
+    removed = remove_outputs(repo, repo / "dvc.yaml")
+    assert {p.relative_to(repo).as_posix() for p in removed} == committed
+    assert not any((repo / path).exists() for path in committed)
+    assert (repo / "dvc.lock").read_bytes() == lock
+    assert any((repo / "studies" / "tiny" / "models").iterdir())
+    status = json.loads(run(repo, "dvc", "status", "--json", "dvc.yaml").stdout)
+    assert set(status) == set(lock_outs(lock.decode()))
 
 
 def test_bad_rev_and_workdir_are_one_line_errors(reference: Path, tmp_path: Path) -> None:
