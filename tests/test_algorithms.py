@@ -1,16 +1,19 @@
 """Every algorithm by name, VecNormalize, schedules, several envs and the periodic evaluation."""
 
+import io
 import json
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import VecNormalize
 
-from rlrepro.agents import checkpoint, normalize
+from rlrepro.agents import algorithms, checkpoint, load_actor, normalize
 from rlrepro.core import params
 from rlrepro.training.recording import PROGRESS_HEADER
 from stages import train
@@ -67,6 +70,50 @@ def test_sb3_algorithm_by_name_trains_repeatably(tmp_path: Path, algo: str) -> N
     timing = json.loads(first.timing.read_text())
     assert timing["steps"] >= 300 and timing["steps_per_second"] > 0
     assert _evaluate(params_file, first.model, tmp_path)["episodes"] == 2
+
+
+# TINY_SB3, plus gSDE: PPO's actor keeps its layout, SAC's clips its mean in a Sequential of its
+# own, which `policy_actor` leaves to SB3's load.
+ACTORS: dict[str, dict[str, Any]] = TINY_SB3 | {
+    "ppo-gsde": {
+        "algo": "ppo",
+        "env": "InvertedPendulum-v5",
+        "hyperparams": {"n_steps": 64, "batch_size": 32, "n_epochs": 1, "use_sde": True},
+    },
+    "sac-gsde": {
+        "algo": "sac",
+        "env": "InvertedPendulum-v5",
+        "hyperparams": {"learning_starts": 100, "batch_size": 32, "use_sde": True},
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(ACTORS))
+def test_the_evaluated_actor_acts_as_sb3_predict(tmp_path: Path, name: str) -> None:
+    spec = {"algo": name} | ACTORS[name]
+    params_file = _params(tmp_path, f"tiny-{name}", spec)
+    model = train_run(params_file, tmp_path, f"tiny-{name}", seed=0).model
+    env = gym.make(spec["env"])
+    shape = env.observation_space.shape
+    assert shape is not None
+    # Rows from 0.1 to 1,000 in scale: some actions beyond the bounds, clipped or squashed.
+    scale = np.logspace(-1, 3, 64).reshape(-1, *([1] * len(shape)))
+    obs = (np.random.default_rng(0).normal(0.0, 1.0, (64, *shape)) * scale).astype(np.float32)
+    expected, _ = (
+        algorithms.sb3_class(spec["algo"])
+        .load(model, device="cpu")
+        .predict(obs, deterministic=True)
+    )
+    got = load_actor(model, env)(obs)
+    assert (got.dtype, got.shape) == (expected.dtype, expected.shape)
+    assert got.tobytes() == expected.tobytes()
+    assert len(np.unique(expected, axis=0)) > 1  # the observations reach the actions
+    # Which path acted: SB3's load only for SAC's gSDE layout.
+    weights = torch.load(
+        io.BytesIO(checkpoint.read_entries(model)["policy.pth"]), weights_only=True
+    )
+    lean = algorithms.policy_actor(spec["algo"], weights, "relu", env, lambda o: o)
+    assert (lean is None) == (name == "sac-gsde")
 
 
 def test_normalized_ppo_with_schedule_and_envs_evaluates_as_in_training(tmp_path: Path) -> None:

@@ -200,6 +200,19 @@ def _in_new_process(code: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_configure_torch_turns_on_deterministic_algorithms_without_the_compiler() -> None:
+    """The flag that `torch.use_deterministic_algorithms` sets is on, as its public getter reads
+    it, and torch's compiler (dynamo, inductor) was not imported to get there."""
+    code = (
+        "import sys, rlrepro, torch\n"
+        "assert not torch.are_deterministic_algorithms_enabled()\n"
+        "rlrepro.numerics.configure_torch(1)\n"
+        "print(torch.are_deterministic_algorithms_enabled(),"
+        " sorted(m for m in ('torch._inductor', 'torch._dynamo') if m in sys.modules))\n"
+    )
+    assert _in_new_process(code).stdout == "True []\n"
+
+
 def test_without_install_mkl_sqrt_is_not_correctly_rounded() -> None:
     """The reference check can fail: in a process without `install()`, ATen's sqrt (MKL) gives
     other bits than the correctly rounded root for some inputs (measured: 7,026 of these 65,536

@@ -4,11 +4,13 @@ This package is what the `evaluate` stage needs and nothing more: `load_actor` r
 deterministic policy of a checkpoint. Training (`rlrepro.training`) builds on it.
 """
 
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import torch
 
 from rlrepro.agents import algorithms, checkpoint, networks, normalize
 from rlrepro.agents.rollout import Actor
@@ -17,7 +19,9 @@ from rlrepro.agents.rollout import Actor
 def load_actor(path: Path, env: gym.Env[Any, Any]) -> Actor:
     """The deterministic policy saved in checkpoint `path` (argmax, or the Gaussian mean), on raw
     observations of `env`: SB3 agents trained with `VecNormalize` normalise them as in training.
-    Nothing in the checkpoint is unpickled (`algorithms.safe_load`).
+    Nothing in the checkpoint is unpickled: an SB3 agent's actor is rebuilt from its policy's
+    weights (`torch.load(weights_only=True)`; `algorithms.policy_actor`), or, for what that does
+    not cover, loaded by `algorithms.safe_load`.
 
     :raises CheckpointError: when `path` is not a checkpoint this code reads.
     """
@@ -26,6 +30,13 @@ def load_actor(path: Path, env: gym.Env[Any, Any]) -> Actor:
     if meta["algo"] == "reinforce":
         policy = networks.load_gaussian(entries[networks.GAUSSIAN_ENTRY], meta["network"])
         return networks.mean_actor(policy, env)
-    model = algorithms.safe_load(path, meta["algo"], entries["data"], env, meta["network"])
     stats = entries.get(normalize.ENTRY)
-    return algorithms.sb3_actor(model, normalize.normalizer(json.loads(stats) if stats else None))
+    normalized = normalize.normalizer(json.loads(stats) if stats else None)
+    weights = torch.load(io.BytesIO(entries["policy.pth"]), weights_only=True)
+    act = algorithms.policy_actor(
+        meta["algo"], weights, meta["network"]["activation"], env, normalized
+    )
+    if act is not None:
+        return act
+    model = algorithms.safe_load(path, meta["algo"], entries["data"], env, meta["network"])
+    return algorithms.sb3_actor(model, normalized)

@@ -1,21 +1,30 @@
-"""Stable-Baselines3's algorithms by name: their classes, the action spaces they take, loading
-one from a checkpoint without unpickling anything, and their deterministic actor."""
+"""Stable-Baselines3's algorithms by name: their classes, the action spaces they take, their
+deterministic actor, and that actor rebuilt from a checkpoint's weights alone.
+
+`stable_baselines3` is imported only where one of its classes is needed: an evaluation of the
+usual networks never needs one (`policy_actor`).
+"""
+
+from __future__ import annotations
 
 import importlib
 import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
-import stable_baselines3
-from stable_baselines3.common.base_class import BaseAlgorithm
+import torch
+from torch.nn import functional
 
 from rlrepro.agents.networks import activation
 from rlrepro.agents.rollout import Actor
 from rlrepro.core.params import SB3_ALGORITHMS
+
+if TYPE_CHECKING:
+    from stable_baselines3.common.base_class import BaseAlgorithm
 
 # The action spaces an algorithm takes, where it does not take both Box and Discrete.
 ACTION_SPACES: dict[str, type[gym.Space[Any]]] = {
@@ -31,6 +40,8 @@ def sb3_class(algo: str) -> type[BaseAlgorithm]:
     """The SB3 class of algorithm name `algo` (one of `SB3_ALGORITHMS`), e.g. `PPO` for `ppo`."""
     if algo not in SB3_ALGORITHMS:
         raise KeyError(f"{algo!r} is not an SB3 algorithm; known: {', '.join(SB3_ALGORITHMS)}")
+    import stable_baselines3
+
     cls: type[BaseAlgorithm] = getattr(stable_baselines3, algo.upper())
     return cls
 
@@ -107,5 +118,78 @@ def sb3_actor(model: BaseAlgorithm, normalize: Callable[[np.ndarray], np.ndarray
     def act(obs: np.ndarray) -> Any:
         action, _ = model.predict(normalize(obs), deterministic=True)
         return action
+
+    return act
+
+
+# Where each algorithm's deterministic actor sits in its SB3 policy's state dict: the prefix of its
+# hidden layers (`<prefix><index>.weight` and `.bias`, in index order) and its output layer (None:
+# the last one under the prefix). SB3 follows every layer but the last with the activation.
+_ACTOR_LAYERS: dict[str, tuple[str, str | None]] = {
+    "ppo": ("mlp_extractor.policy_net.", "action_net"),
+    "a2c": ("mlp_extractor.policy_net.", "action_net"),
+    "dqn": ("q_net.q_net.", None),
+    "sac": ("actor.latent_pi.", "actor.mu"),
+    "td3": ("actor.mu.", None),
+    "ddpg": ("actor.mu.", None),
+}
+
+
+def _linear_layers(
+    algo: str, weights: dict[str, torch.Tensor]
+) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    """The (weight, bias) of each linear layer of `algo`'s actor in SB3 policy state dict
+    `weights`, input side first; None when it holds the actor in another layout (SAC with gSDE
+    clips its mean in an `actor.mu` Sequential)."""
+    prefix, output = _ACTOR_LAYERS[algo]
+    hidden = re.compile(re.escape(prefix) + r"(\d+)\.weight")
+    indices = sorted(int(found[1]) for key in weights if (found := hidden.fullmatch(key)))
+    names = [f"{prefix}{index}" for index in indices] + ([output] if output else [])
+    if not indices or any(
+        f"{name}.weight" not in weights or f"{name}.bias" not in weights for name in names
+    ):
+        return None
+    return [(weights[f"{name}.weight"], weights[f"{name}.bias"]) for name in names]
+
+
+def policy_actor(
+    algo: str,
+    weights: dict[str, torch.Tensor],
+    activation_name: str,
+    env: gym.Env[Any, Any],
+    normalize: Callable[[np.ndarray], np.ndarray],
+) -> Actor | None:
+    """`sb3_actor` of an agent, rebuilt from its policy's state dict `weights` without SB3: the
+    same torch operations on the same tensors, so the same actions, bit for bit
+    (tests/test_algorithms.py), without building the agent, its optimizers and its buffers.
+
+    :param activation_name: the hidden layers' activation (params `policy.activation`).
+    :return: the actor; None for what it does not cover (observations other than a Box, action
+        spaces other than a Box or Discrete, other layouts), which `safe_load` does.
+    """
+    layers = _linear_layers(algo, weights)
+    obs_space, act_space = env.observation_space, env.action_space
+    if layers is None or not isinstance(obs_space, gym.spaces.Box):
+        return None
+    if not isinstance(act_space, gym.spaces.Box | gym.spaces.Discrete):
+        return None
+    activate = activation(activation_name)()
+    squashed = algo in ("sac", "td3", "ddpg")  # a tanh output, scaled to the action bounds
+
+    def act(obs: np.ndarray) -> Any:
+        with torch.no_grad():
+            out = torch.as_tensor(normalize(obs)).float()  # SB3's preprocess_obs for a Box
+            for weight, bias in layers[:-1]:
+                out = activate(functional.linear(out, weight, bias))
+            out = functional.linear(out, *layers[-1])
+            if algo == "dqn":
+                return out.argmax(dim=1).reshape(-1).numpy()
+            if isinstance(act_space, gym.spaces.Discrete):  # SB3: the mode of Categorical(logits)
+                return torch.distributions.Categorical(logits=out).probs.argmax(dim=1).numpy()
+            if not squashed:  # the Gaussian's mean, clipped as SB3's `predict` does
+                return np.clip(out.numpy(), act_space.low, act_space.high)
+            scaled = torch.tanh(out).numpy()  # SB3's `unscale_action`
+            low, high = act_space.low, act_space.high
+            return low + (0.5 * (scaled + 1.0) * (high - low))
 
     return act

@@ -1,19 +1,24 @@
 """SB3's `VecNormalize` statistics in a checkpoint: saved as canonical JSON, applied frozen."""
 
+from __future__ import annotations
+
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from stable_baselines3.common.running_mean_std import RunningMeanStd
-from stable_baselines3.common.vec_env import VecNormalize
 
 from rlrepro.core.files import canonical_json
+
+if TYPE_CHECKING:  # training's; an evaluation does not import SB3
+    from stable_baselines3.common.vec_env import VecNormalize
 
 ENTRY = "vecnormalize.json"
 
 
 def stats_json(env: VecNormalize) -> bytes:
     """`env`'s settings and running statistics, as canonical JSON (floats round-trip)."""
+    from stable_baselines3.common.running_mean_std import RunningMeanStd
+
     obs_rms = env.obs_rms
     assert isinstance(obs_rms, RunningMeanStd)  # a Box observation space, not a dict
     stats = {

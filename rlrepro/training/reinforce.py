@@ -8,19 +8,14 @@ a `torch.Generator` of its own, so that the whole random state of training is kn
 import dataclasses
 import io
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
 import torch
 from torch.nn import functional
 
-from rlrepro.agents.networks import (
-    GAUSSIAN_ENTRY,
-    GaussianPolicy,
-    box_dims,
-    mean_actor,
-)
+from rlrepro.agents.networks import GAUSSIAN_ENTRY, GaussianPolicy, box_dims, mean_actor
 from rlrepro.agents.rollout import Episode
 from rlrepro.core.params import Experiment, build
 from rlrepro.training.recording import Recording
@@ -70,11 +65,10 @@ def acting(
     to other matrix kernels, with other bits. The calls go straight to the parameter tensors,
     which the optimizer updates in place, without `nn.Module`'s overhead.
     """
-    layers = list(policy.shared)  # Linear, activation, Linear, activation, ...
+    layers = list(policy.shared)  # Linear, activation, Linear, activation, ... (`networks.mlp`)
     hidden: list[tuple[torch.Tensor, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]] = [
-        (linear.weight.t(), linear.bias, act.forward)
+        (cast(torch.nn.Linear, linear).weight.t(), cast(torch.nn.Linear, linear).bias, act.forward)
         for linear, act in zip(layers[::2], layers[1::2], strict=True)
-        if isinstance(linear, torch.nn.Linear)
     ]
     mean_w, mean_b = policy.mean.weight.t(), policy.mean.bias
     std_w, std_b = policy.std.weight.t(), policy.std.bias
