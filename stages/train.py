@@ -21,7 +21,7 @@ from typing import Any
 from rlrepro import console, numerics, training
 from rlrepro.agents import checkpoint
 from rlrepro.agents.rollout import CURVE_HEADER
-from rlrepro.core import params
+from rlrepro.core import faults, params
 from rlrepro.core.errors import ParamsError
 from rlrepro.core.files import write_csv, write_json
 from rlrepro.core.layout import run_file
@@ -98,6 +98,7 @@ def train(job: Job, paths: Paths) -> training.Result:
     def on_progress(done: int) -> None:
         progress.update(done)
         pace(done)
+        faults.at_progress(done)
 
     with snapshot.stop_on_signals():
         result = training.train(

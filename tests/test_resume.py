@@ -9,14 +9,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import psutil
 import pytest
 
-from tests.conftest import make_project, run, tiny_params, train_process, write_params
+from rlrepro.core import faults
+from tests.conftest import make_project, run, tiny_params, write_params
 
 SMALL_NET = {"hidden": [16, 16], "activation": "relu"}
 OFF_POLICY = {"learning_starts": 100, "batch_size": 32, "buffer_size": 5000}
@@ -127,71 +126,49 @@ def project(path: Path, data: dict[str, Any]) -> Path:
     return repo
 
 
-def _start(repo: Path, stage: str) -> subprocess.Popen[str]:
-    """`dvc repro` of `stage`, forced: a kill that came too late (the stage finished and was
-    recorded) must not leave the next attempt with nothing to run."""
+def _start(repo: Path, stage: str, fault: str) -> subprocess.Popen[str]:
+    """`dvc repro` of `stage`, forced, whose train process sends itself a signal at `fault`
+    (`RLREPRO_FAULT`, `rlrepro.core.faults`): a point the stage reaches, never a moment timed
+    from outside, so the signal always lands before the training ends."""
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     return subprocess.Popen(
         ["dvc", "repro", "--force", "--single-item", stage],
         cwd=repo,
-        env={**os.environ, "PATH": path},
+        env={**os.environ, "PATH": path, faults.VARIABLE: fault},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
 
 
-def _wait_progress(stream: IO[str], label: str, fraction: float, seen: list[str]) -> bool:
-    """Read `stream` until a progress line of run `label` reports at least `fraction` of the
-    budget done (True), or it ends (False)."""
-    for line in stream:
-        seen.append(line)
-        done = re.match(rf"^{label}: ([\d,]+)/([\d,]+) ", line)
-        if done and int(done[1].replace(",", "")) >= fraction * int(done[2].replace(",", "")):
-            return True
-    return False
+def kill_points(exp: str, rng: random.Random) -> list[str]:
+    """Where the runs of `exp` are killed, in turn: at the first progress report, inside the
+    first snapshot write, at a random report, inside the second write of a run, at another
+    random report, and at the report past 90% of the budget."""
+    ((_, amount),) = EXPERIMENTS[exp]["budget"].items()
+    return [
+        "KILL@progress:1",
+        "KILL@write:1",
+        f"KILL@progress:{rng.randint(amount // 20, amount * 4 // 10)}",
+        "KILL@write:2",
+        f"KILL@progress:{rng.randint(amount // 20, amount * 85 // 100)}",
+        f"KILL@progress:{amount * 9 // 10}",
+    ]
 
 
-def _kill_in_a_write(repo: Path, victim: psutil.Process) -> bool:
-    """SIGKILL `victim` as soon as it has a snapshot half-written; True if the temporary file
-    is still there afterwards (the write was cut), False if the run ended first."""
-    folder = repo / "snapshots"
-    try:
-        while victim.status() != psutil.STATUS_ZOMBIE:
-            if folder.is_dir() and any(f.name.endswith(".tmp") for f in folder.iterdir()):
-                victim.kill()
-                victim.wait()
-                return any(f.name.endswith(".tmp") for f in folder.iterdir())
-    except psutil.NoSuchProcess:
-        pass
-    return False
+def _killed_run(repo: Path, exp: str, fault: str) -> str:
+    """Run `dvc repro` of (`exp`, 0) with its train process killed at `fault`; check that the
+    kill landed (the stage failed on SIGKILL; a write cut short left its temporary file).
 
-
-def _killed_run(repo: Path, exp: str, how: str, rng: random.Random) -> tuple[str, bool]:
-    """Start `dvc repro` of (`exp`, 0) and SIGKILL its train process `how`: "first" at its
-    first progress report, "write" inside a snapshot write, "random" at a report past a random
-    part of the budget plus a random delay, "end" at its report past 90%.
-
-    :return: what DVC printed, and whether the kill landed before the stage finished.
+    :return: what DVC printed.
     """
-    seen: list[str] = []
-    with _start(repo, f"train@{exp}-0") as proc:
-        assert proc.stdout is not None
-        victim = train_process(f"{exp}-0", timeout=120)
-        if how == "write":
-            landed = _kill_in_a_write(repo, victim)
-        else:
-            fraction = {"first": 0.0, "random": rng.uniform(0.05, 0.85), "end": 0.9}[how]
-            landed = _wait_progress(proc.stdout, f"{exp} seed 0", fraction, seen)
-            if how == "random":
-                time.sleep(rng.uniform(0.0, 0.3))
-            try:
-                victim.kill()
-            except psutil.NoSuchProcess:
-                landed = False
-        seen += proc.stdout.readlines()
-        landed = landed and proc.wait() != 0
-    return "".join(seen), landed
+    with _start(repo, f"train@{exp}-0", fault) as proc:
+        output, _ = proc.communicate(timeout=600)
+    assert re.search(r"exited with (-9|137)\b", output), f"{fault}: {output}"  # dash: 137
+    if "@write:" in fault:
+        left = [f.name for f in (repo / "snapshots").iterdir() if f.name.endswith(".tmp")]
+        assert left, f"{fault}: no half-written snapshot was left"
+    return output
 
 
 @pytest.mark.slow
@@ -200,13 +177,8 @@ def test_killed_anywhere_then_rerun_gives_the_same_bytes(
     uninterrupted: Path, tmp_path: Path, exp: str
 ) -> None:
     repo = project(tmp_path / "rlrepro", resume_params(every=128))
-    rng = random.Random(f"{exp}-kills")
-    cut_writes = 0
-    for how in ("first", "write", "random", "random", "write", "end"):
-        output, landed = _killed_run(repo, exp, how, rng)
-        assert landed or how == "write", output
-        cut_writes += landed and how == "write"
-    assert cut_writes >= 1, "no kill landed inside a snapshot write"
+    for fault in kill_points(exp, random.Random(f"{exp}-kills")):
+        _killed_run(repo, exp, fault)
     final = run(repo, "dvc", "repro", "--single-item", f"train@{exp}-0")
     assert re.search(rf"^resuming {exp} seed 0 from step [\d,]+$", final.stderr, re.M), final.stderr
     assert outputs(repo, exp) == outputs(uninterrupted, exp)
@@ -220,15 +192,10 @@ def test_stop_signal_writes_a_snapshot_and_exits_with_one_line(
 ) -> None:
     exp = "ppo-vecnormalize"
     repo = project(tmp_path / "rlrepro", resume_params(every=1_000_000))
-    seen: list[str] = []
-    with _start(repo, f"train@{exp}-0") as proc:
-        assert proc.stdout is not None
-        victim = train_process(f"{exp}-0", timeout=120)
-        assert _wait_progress(proc.stdout, f"{exp} seed 0", 0.3, seen)
-        victim.send_signal(signum)
-        seen += proc.stdout.readlines()
-        assert proc.wait() != 0
-    output = "".join(seen)
+    fault = f"{signum.name.removeprefix('SIG')}@progress:{EXPERIMENTS[exp]['budget']['steps'] // 3}"
+    with _start(repo, f"train@{exp}-0", fault) as proc:
+        output, _ = proc.communicate(timeout=600)
+    assert proc.returncode != 0, output
     assert "Traceback" not in output, output
     assert f"exited with {128 + signum}" in output, output  # DVC reports the stage's code
     stopped = re.findall(
@@ -247,7 +214,7 @@ def test_a_snapshot_of_other_params_is_never_used(uninterrupted: Path, tmp_path:
     changed = resume_params(every=128)
     changed["experiments"][exp]["hyperparams"]["n_epochs"] = 3
     repo = project(tmp_path / "rlrepro", changed)
-    _killed_run(repo, exp, "end", random.Random(0))
+    _killed_run(repo, exp, f"KILL@progress:{EXPERIMENTS[exp]['budget']['steps'] * 9 // 10}")
     assert (repo / "snapshots" / f"{exp}-0.pkl").is_file()
     write_params(repo / "params.yaml", resume_params(every=128))
     final = run(repo, "dvc", "repro", "--single-item", f"train@{exp}-0")

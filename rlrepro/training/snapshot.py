@@ -45,6 +45,7 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.vec_env import VecNormalize
 
 import rlrepro
+from rlrepro.core import faults
 from rlrepro.core.errors import StoppedError
 from rlrepro.core.files import canonical_json
 
@@ -168,7 +169,10 @@ class Snapshots:
         try:
             with temporary.open("wb") as file:
                 file.write(header)
-                file.write(body)
+                file.write(body[: len(body) // 2])
+                file.flush()
+                faults.in_write()
+                file.write(body[len(body) // 2 :])
                 file.flush()
                 os.fsync(file.fileno())
             temporary.replace(self.path)
