@@ -269,3 +269,63 @@ def test_compiled_kernels_give_the_python_kernels_bits(name: str, dtype: torch.d
                 assert bool(_same_bits(got, expected).all()), f"{name} {dtype} length {n}"
     x = _inputs(dtype)
     assert bool(_same_bits(op(x), python(x)).all())
+
+
+def _softplus_reference(x: torch.Tensor, beta: float, threshold: float) -> torch.Tensor:
+    """numpy's float64 softplus rounded to x's dtype."""
+    xd = x.double().numpy()
+    with np.errstate(all="ignore"):
+        value = np.where(xd * beta > threshold, xd, np.log1p(np.exp(xd * beta)) / beta)
+    return torch.from_numpy(value).to(x.dtype)
+
+
+@pytest.mark.parametrize("beta, threshold", [(1.0, 20.0), (2.0, 5.0)])
+def test_float32_softplus_is_correctly_rounded(beta: float, threshold: float) -> None:
+    """softplus in float64, rounded once: ATen's own computes it in float32 with the C library's
+    expf and log1pf for its loop tails, whose bits changed with glibc 2.41."""
+    x = _inputs(torch.float32)
+    got = torch.nn.functional.softplus(x, beta, threshold)
+    wrong = (~_same_bits(got, _softplus_reference(x, beta, threshold))).nonzero().flatten()
+    assert wrong.numel() == 0, f"{wrong.numel()} wrong, first inputs {x[wrong[:5]].tolist()}"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_softplus_gives_the_python_kernels_bits(dtype: torch.dtype) -> None:
+    """softplus and its gradient, registered (compiled) against the Python definitions, on every
+    length up to 70, long ones and other layouts, through F.softplus, its out= form and
+    autograd (softplus_backward)."""
+    rng = np.random.default_rng(11)
+    for n in [*range(1, 71), 257, 4099, 70_001]:
+        x = torch.from_numpy(rng.uniform(-40, 40, (n, 3))).to(dtype)
+        grad = torch.from_numpy(rng.uniform(-2, 2, (n, 3))).to(dtype)
+        for beta, threshold in ((1.0, 20.0), (0.5, 3.0)):
+            for layout in (x, x.T, x[:, ::2]):
+                got = torch.nn.functional.softplus(layout, beta, threshold)
+                expected = portable._softplus(layout, beta, threshold)
+                assert bool(_same_bits(got, expected).all()), f"softplus {dtype} {n}"
+            out = torch.empty(0, dtype=dtype)
+            torch._C._nn.softplus(x, beta, threshold, out=out)
+            assert bool(_same_bits(out, portable._softplus(x, beta, threshold)).all())
+            leaf = x.clone().requires_grad_()
+            torch.nn.functional.softplus(leaf, beta, threshold).backward(grad)
+            expected = portable._softplus_backward(grad, x, beta, threshold)
+            assert leaf.grad is not None and bool(_same_bits(leaf.grad, expected).all())
+            direct = torch.ops.aten.softplus_backward(grad.T, x.T, beta, threshold)
+            assert bool(_same_bits(direct, expected.T).all()), f"backward {dtype} {n}"
+
+
+def test_exp2_tails_do_not_reach_the_c_library() -> None:
+    """ATen's float64 exp2 sends the last n % 8 values of a tensor to the C library's exp2, so a
+    value's bits depend on where it sits (SLEEF and glibc part in the last bit for about 1% of
+    values); `_exp2`, which the exp kernels use, pads every tensor to a multiple of 8 values, so
+    SLEEF computes them all and the place does not matter."""
+    rng = np.random.default_rng(3)
+    values = torch.from_numpy(rng.uniform(-60, 60, 4096))
+    sleef, ours = torch.exp2(values), portable._exp2(values)
+    assert bool(_same_bits(ours, sleef).all())  # 4,096 values: no tail
+    aten_moved = ours_moved = 0
+    for start in range(0, 4096 - 13, 13):
+        part = values[start : start + 13]
+        aten_moved += int((~_same_bits(torch.exp2(part), sleef[start : start + 13])).sum())
+        ours_moved += int((~_same_bits(portable._exp2(part), sleef[start : start + 13])).sum())
+    assert aten_moved > 0 and ours_moved == 0, (aten_moved, ours_moved)

@@ -4,11 +4,13 @@
  * portable.py computes each function from ATen ops on contiguous float64 tensors. With the AVX2
  * kernels that rlrepro pins, ATen computes expm1 and log1p of every value with SLEEF's
  * *d4_u10 vector functions (exported by libtorch_cpu), four at a time, the last ones padded
- * (`vector_all`); exp2 runs in blocks of 8 values through SLEEF and the last n % 8 through the C
- * library's exp2 (aten/src/ATen/native/cpu/Loops.h: vectorized_loop, then basic_loop;
- * `vector_body`). Every other step is one IEEE operation (+, -, *, /, rounding to float32,
- * rint, floor, copysign, frexp), exact in C as in ATen: build with -ffp-contract=off (no fused
- * multiply-add) and without -ffast-math. tests/test_portable.py compares both, bit for bit.
+ * (`vector_all`). Its exp2 runs in blocks of 8 values through SLEEF and the last n % 8 through
+ * the C library's exp2 (aten/src/ATen/native/cpu/Loops.h: vectorized_loop, then basic_loop), so
+ * portable.py pads its exp2 inputs to a multiple of 8 and this file runs every value through
+ * SLEEF: no value depends on the C library's math functions. Every other step is one IEEE
+ * operation (+, -, *, /, rounding to float32, rint, floor, copysign, frexp), exact in C as in
+ * ATen: build with -ffp-contract=off (no fused multiply-add) and without -ffast-math.
+ * tests/test_portable.py compares both, bit for bit.
  */
 #include <immintrin.h>
 #include <math.h>
@@ -20,7 +22,6 @@ __m256d Sleef_exp2d4_u10(__m256d);
 __m256d Sleef_log1pd4_u10(__m256d);
 
 typedef __m256d (*vector_fn)(__m256d);
-typedef double (*scalar_fn)(double);
 
 #define LOG2E 1.4426950408889634
 #define LN2_HI 6.93147180369123816490e-01
@@ -37,13 +38,6 @@ static void vector_all(double *v, int64_t n, vector_fn vector) {
     for (int64_t j = i; j < n; ++j) last[j - i] = v[j];
     _mm256_storeu_pd(last, vector(_mm256_loadu_pd(last)));
     for (int64_t j = i; j < n; ++j) v[j] = last[j - i];
-}
-
-/* `vector` over v[0..n - n % 8), then `scalar` over the rest, in place. */
-static void vector_body(double *v, int64_t n, vector_fn vector, scalar_fn scalar) {
-    int64_t body = n - n % 8, i = 0;
-    for (; i < body; i += 4) _mm256_storeu_pd(v + i, vector(_mm256_loadu_pd(v + i)));
-    for (; i < n; ++i) v[i] = scalar(v[i]);
 }
 
 /* Room for `count` arrays of n doubles: `stack` (SMALL doubles per array) for the small tensors
@@ -63,17 +57,16 @@ int rl_exp_f32(const float *x, float *y, int64_t n) {
     double stack[1 * SMALL], *t = scratch(1, n, stack);
     if (t == NULL) return -1;
     for (int64_t i = 0; i < n; ++i) t[i] = (double)x[i] * LOG2E;
-    vector_body(t, n, Sleef_exp2d4_u10, exp2);
+    vector_all(t, n, Sleef_exp2d4_u10);
     for (int64_t i = 0; i < n; ++i) y[i] = (float)t[i];
     release(t, stack);
     return 0;
 }
 
-/* Cody-Waite: 2**k * (expm1(r) + 1) (portable._exp, float64). */
-int rl_exp_f64(const double *x, double *y, int64_t n) {
-    double stack[3 * SMALL], *t = scratch(3, n, stack);
-    if (t == NULL) return -1;
-    double *r = t, *a = t + n, *b = t + 2 * n;
+/* Cody-Waite: y = 2**k * (expm1(r) + 1) of x[0..n) in float64 (portable._exp, float64), with
+ * `work` room for 3n doubles; y may be x. */
+static void exp_f64(const double *x, double *y, int64_t n, double *work) {
+    double *r = work, *a = work + n, *b = work + 2 * n;
     for (int64_t i = 0; i < n; ++i) {
         double ki = rint(x[i] * LOG2E);
         ki = ki < -1100.0 ? -1100.0 : (ki > 1100.0 ? 1100.0 : ki);
@@ -83,12 +76,18 @@ int rl_exp_f64(const double *x, double *y, int64_t n) {
         b[i] = ki - half;
     }
     vector_all(r, n, Sleef_expm1d4_u10);
-    vector_body(a, n, Sleef_exp2d4_u10, exp2);
-    vector_body(b, n, Sleef_exp2d4_u10, exp2);
+    vector_all(a, n, Sleef_exp2d4_u10);
+    vector_all(b, n, Sleef_exp2d4_u10);
     for (int64_t i = 0; i < n; ++i) {
         double value = (r[i] + 1.0) * a[i] * b[i];
         y[i] = x[i] > EXP_OVERFLOW ? INFINITY : value;
     }
+}
+
+int rl_exp_f64(const double *x, double *y, int64_t n) {
+    double stack[3 * SMALL], *t = scratch(3, n, stack);
+    if (t == NULL) return -1;
+    exp_f64(x, y, n, t);
     release(t, stack);
     return 0;
 }
@@ -163,3 +162,65 @@ int rl_sqrt_f64(const double *x, double *y, int64_t n) {
     return 0;
 }
 
+
+/* softplus in float64 (portable._softplus): with t = x * beta, x where t > threshold, else
+ * log1p(exp t) / beta, exp as rl_exp_f64. `t` holds x * beta on entry; `y` gets the result; `work`
+ * has room for 4n doubles. */
+static void softplus_f64(const double *x, const double *t, double *y, int64_t n, double beta,
+                         double threshold, double *work) {
+    double *z = work;
+    exp_f64(t, z, n, work + n);
+    vector_all(z, n, Sleef_log1pd4_u10);
+    for (int64_t i = 0; i < n; ++i) y[i] = t[i] > threshold ? x[i] : z[i] / beta;
+}
+
+int rl_softplus_f32(const float *x, float *y, int64_t n, double beta, double threshold) {
+    double stack[7 * SMALL], *t = scratch(7, n, stack);
+    if (t == NULL) return -1;
+    double *xd = t, *bx = t + n, *out = t + 2 * n;
+    for (int64_t i = 0; i < n; ++i) xd[i] = (double)x[i], bx[i] = xd[i] * beta;
+    softplus_f64(xd, bx, out, n, beta, threshold, t + 3 * n);
+    for (int64_t i = 0; i < n; ++i) y[i] = (float)out[i];
+    release(t, stack);
+    return 0;
+}
+
+int rl_softplus_f64(const double *x, double *y, int64_t n, double beta, double threshold) {
+    double stack[5 * SMALL], *t = scratch(5, n, stack);
+    if (t == NULL) return -1;
+    for (int64_t i = 0; i < n; ++i) t[i] = x[i] * beta;
+    softplus_f64(x, t, y, n, beta, threshold, t + n);
+    release(t, stack);
+    return 0;
+}
+
+/* softplus' gradient in float64 (portable._softplus_backward): with t = x * beta and z = exp t,
+ * g where t > threshold, else g * z / (z + 1). `t` holds x * beta; `work` has room for 4n. */
+static void softplus_backward_f64(const double *g, const double *t, double *y, int64_t n,
+                                  double threshold, double *work) {
+    double *z = work;
+    exp_f64(t, z, n, work + n);
+    for (int64_t i = 0; i < n; ++i) y[i] = t[i] > threshold ? g[i] : g[i] * z[i] / (z[i] + 1.0);
+}
+
+int rl_softplus_backward_f32(const float *g, const float *x, float *y, int64_t n, double beta,
+                             double threshold) {
+    double stack[7 * SMALL], *t = scratch(7, n, stack);
+    if (t == NULL) return -1;
+    double *gd = t, *bx = t + n, *out = t + 2 * n;
+    for (int64_t i = 0; i < n; ++i) gd[i] = (double)g[i], bx[i] = (double)x[i] * beta;
+    softplus_backward_f64(gd, bx, out, n, threshold, t + 3 * n);
+    for (int64_t i = 0; i < n; ++i) y[i] = (float)out[i];
+    release(t, stack);
+    return 0;
+}
+
+int rl_softplus_backward_f64(const double *g, const double *x, double *y, int64_t n, double beta,
+                             double threshold) {
+    double stack[5 * SMALL], *t = scratch(5, n, stack);
+    if (t == NULL) return -1;
+    for (int64_t i = 0; i < n; ++i) t[i] = x[i] * beta;
+    softplus_backward_f64(g, t, y, n, threshold, t + n);
+    release(t, stack);
+    return 0;
+}

@@ -72,17 +72,25 @@ def _sqrt(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _exp2(x: torch.Tensor) -> torch.Tensor:
+    """ATen's exp2 with every value through its SLEEF kernel: ATen sends the last n % 8 values
+    of a tensor to the C library's exp2, so the values are padded to a multiple of 8."""
+    flat = x.reshape(-1)
+    padded = torch.cat([flat, flat.new_zeros((-flat.numel()) % 8)])
+    return torch.exp2(padded)[: flat.numel()].reshape(x.shape)
+
+
 def _exp(x: torch.Tensor) -> torch.Tensor:
     """exp: float32 as exp2(x * log2 e) in float64; float64 reduced by Cody-Waite to
     2**k * (expm1(r) + 1) with |r| <= ln(2) / 2."""
     if x.dtype == torch.float32:
-        return torch.exp2(x.double() * _LOG2E).float()
+        return _exp2(x.double() * _LOG2E).float()
     k = torch.round(x * _LOG2E).clamp_(-1100.0, 1100.0)
     r = (x - k * _LN2_HI) - k * _LN2_LO
     half = torch.floor(k * 0.5)
     # Two powers of two, each exact and finite, so that 2**k * m neither overflows nor
     # underflows early.
-    y = (torch.expm1(r) + 1.0) * torch.exp2(half) * torch.exp2(k - half)
+    y = (torch.expm1(r) + 1.0) * _exp2(half) * _exp2(k - half)
     return torch.where(x > _EXP_OVERFLOW, math.inf, y)
 
 
@@ -104,6 +112,25 @@ def _tanh(x: torch.Tensor) -> torch.Tensor:
     xd = x.double()
     t = torch.expm1(xd.abs() * -2.0)
     return torch.copysign(-t / (t + 2.0), xd).to(x.dtype)
+
+
+def _softplus(x: torch.Tensor, beta: float = 1.0, threshold: float = 20.0) -> torch.Tensor:
+    """softplus in float64: with t = x * beta, x where t > threshold, else log1p(exp t) / beta
+    (exp as `_exp`; ATen's own calls the C library's expf and log1pf for its loop tails)."""
+    xd = x.double()
+    t = xd * beta
+    return torch.where(t > threshold, xd, torch.log1p(_exp(t)) / beta).to(x.dtype)
+
+
+def _softplus_backward(
+    grad: torch.Tensor, x: torch.Tensor, beta: float, threshold: float
+) -> torch.Tensor:
+    """softplus' gradient in float64: with t = x * beta and z = exp t, grad where t > threshold,
+    else grad * z / (z + 1)."""
+    t = x.double() * beta
+    z = _exp(t)
+    g = grad.double()
+    return torch.where(t > threshold, g, g * z / (z + 1.0)).to(x.dtype)
 
 
 def _pow_half(x: torch.Tensor, exponent: Any) -> bool:
@@ -166,6 +193,56 @@ def _register_pow(lib: torch.library.Library) -> None:
     lib.impl("pow.Tensor_Scalar", impl, "CPU", with_keyset=True)
     lib.impl("pow.Tensor_Scalar_out", impl_out, "CPU", with_keyset=True)
     lib.impl("pow_.Scalar", impl_, "CPU", with_keyset=True)
+
+
+def _register_softplus(lib: torch.library.Library) -> None:
+    """softplus and softplus_backward (functional and out= forms) as `_softplus` and
+    `_softplus_backward` for float32 and float64 (the gradient without broadcasting)."""
+    names = ("softplus", "softplus.out", "softplus_backward", "softplus_backward.grad_input")
+    originals = {name: torch.library.get_kernel(f"aten::{name}", "CPU") for name in names}
+
+    def ours(x: torch.Tensor, grad: torch.Tensor | None = None) -> bool:
+        same = grad is None or (grad.dtype == x.dtype and grad.shape == x.shape)
+        return x.dtype in _FLOATS and same
+
+    def impl(keys: Any, x: torch.Tensor, beta: Any = 1, threshold: Any = 20) -> torch.Tensor:
+        if ours(x):
+            return _softplus(x, float(beta), float(threshold))
+        return originals["softplus"].call_boxed(keys, x, beta, threshold)
+
+    def impl_out(
+        keys: Any, x: torch.Tensor, beta: Any = 1, threshold: Any = 20, *, out: torch.Tensor
+    ) -> torch.Tensor:
+        if ours(x) and out.dtype == x.dtype:
+            return _write_out(_softplus(x, float(beta), float(threshold)), out)
+        return originals["softplus.out"].call_boxed(keys, x, beta, threshold, out=out)
+
+    def impl_backward(
+        keys: Any, grad: torch.Tensor, x: torch.Tensor, beta: Any, threshold: Any
+    ) -> torch.Tensor:
+        if ours(x, grad):
+            return _softplus_backward(grad, x, float(beta), float(threshold))
+        return originals["softplus_backward"].call_boxed(keys, grad, x, beta, threshold)
+
+    def impl_backward_out(
+        keys: Any,
+        grad: torch.Tensor,
+        x: torch.Tensor,
+        beta: Any,
+        threshold: Any,
+        *,
+        grad_input: torch.Tensor,
+    ) -> torch.Tensor:
+        if ours(x, grad) and grad_input.dtype == x.dtype:
+            result = _softplus_backward(grad, x, float(beta), float(threshold))
+            return _write_out(result, grad_input)
+        original = originals["softplus_backward.grad_input"]
+        return original.call_boxed(keys, grad, x, beta, threshold, grad_input=grad_input)
+
+    lib.impl("softplus", impl, "CPU", with_keyset=True)
+    lib.impl("softplus.out", impl_out, "CPU", with_keyset=True)
+    lib.impl("softplus_backward", impl_backward, "CPU", with_keyset=True)
+    lib.impl("softplus_backward.grad_input", impl_backward_out, "CPU", with_keyset=True)
 
 
 def _run(command: list[str]) -> None:
@@ -261,4 +338,5 @@ def install() -> None:
             for name, compute in REPLACED.items():
                 _register_unary(lib, name, compute)
             _register_pow(lib)
+            _register_softplus(lib)
     _library = lib

@@ -1,8 +1,8 @@
 // The portable kernels registered with ATen for the CPU, in C++: no Python call per op.
 //
 // `rl_install()` does what portable.py's Python registration does, with the same results:
-// sqrt, exp, log and tanh (functional, out= and in-place) and pow(x, 0.5), for float32 and
-// float64. A contiguous tensor goes to portable.c; any other layout to the ATen ops of
+// sqrt, exp, log and tanh (functional, out= and in-place), pow(x, 0.5), and softplus and its
+// gradient, for float32 and float64. A contiguous tensor goes to portable.c; any other layout to the ATen ops of
 // portable.py's functions, called in the same order; other dtypes to ATen's own kernel, taken
 // from the dispatcher before it is replaced.
 #include <ATen/ATen.h>
@@ -26,6 +26,10 @@ int rl_log_f32(const float *, float *, int64_t);
 int rl_log_f64(const double *, double *, int64_t);
 int rl_tanh_f32(const float *, float *, int64_t);
 int rl_tanh_f64(const double *, double *, int64_t);
+int rl_softplus_f32(const float *, float *, int64_t, double, double);
+int rl_softplus_f64(const double *, double *, int64_t, double, double);
+int rl_softplus_backward_f32(const float *, const float *, float *, int64_t, double, double);
+int rl_softplus_backward_f64(const double *, const double *, double *, int64_t, double, double);
 }
 
 namespace {
@@ -56,14 +60,23 @@ at::Tensor sqrt_strided(const at::Tensor &x) {
   return out;
 }
 
+// exp2 with every value through SLEEF: ATen sends the last n % 8 values of a contiguous tensor
+// to the C library's exp2, so the values are padded to a multiple of 8 (portable._exp2).
+at::Tensor exp2_padded(const at::Tensor &x) {
+  at::Tensor flat = x.reshape({-1});
+  int64_t n = flat.numel(), pad = (8 - n % 8) % 8;
+  at::Tensor padded = at::cat({flat, at::zeros({pad}, flat.options())});
+  return at::exp2(padded).narrow(0, 0, n).reshape(x.sizes());
+}
+
 at::Tensor exp_strided(const at::Tensor &x) {
   if (x.scalar_type() == at::kFloat) {
-    return at::exp2(x.to(at::kDouble) * kLog2e).to(at::kFloat);
+    return exp2_padded(x.to(at::kDouble) * kLog2e).to(at::kFloat);
   }
   at::Tensor k = at::round(x * kLog2e).clamp_(-1100.0, 1100.0);
   at::Tensor r = (x - k * kLn2Hi) - k * kLn2Lo;
   at::Tensor half = at::floor(k * 0.5);
-  at::Tensor y = (at::expm1(r) + 1.0) * at::exp2(half) * at::exp2(k - half);
+  at::Tensor y = (at::expm1(r) + 1.0) * exp2_padded(half) * exp2_padded(k - half);
   return at::where(x > kExpOverflow, c10::Scalar(INFINITY), y);
 }
 
@@ -205,6 +218,87 @@ struct PowHalf {
   }
 };
 
+// softplus and its gradient (portable._softplus, portable._softplus_backward), which ATen
+// computes with the C library's expf and log1pf for the values its vector loop leaves over.
+// Other layouts are made contiguous: the values, not the layout, set the bits.
+struct Softplus {
+  static inline std::optional<Original> functional, out_form, backward, backward_out;
+
+  static bool ours(const at::Tensor &x) { return floating(x); }
+
+  static at::Tensor forward(const at::Tensor &self, const c10::Scalar &beta, const c10::Scalar &threshold) {
+    at::Tensor x = self.contiguous(), out = at::empty(x.sizes(), x.options());
+    double b = beta.toDouble(), t = threshold.toDouble();
+    int failed = x.scalar_type() == at::kFloat
+                     ? rl_softplus_f32(x.const_data_ptr<float>(), out.mutable_data_ptr<float>(), x.numel(), b, t)
+                     : rl_softplus_f64(x.const_data_ptr<double>(), out.mutable_data_ptr<double>(), x.numel(), b, t);
+    TORCH_CHECK(failed == 0, "portable softplus: no memory for ", x.numel(), " values");
+    return out;
+  }
+
+  static at::Tensor gradient(const at::Tensor &grad, const at::Tensor &self, const c10::Scalar &beta,
+                             const c10::Scalar &threshold) {
+    at::Tensor g = grad.contiguous(), x = self.contiguous(), out = at::empty(x.sizes(), x.options());
+    double b = beta.toDouble(), t = threshold.toDouble();
+    int failed = x.scalar_type() == at::kFloat
+                     ? rl_softplus_backward_f32(g.const_data_ptr<float>(), x.const_data_ptr<float>(),
+                                                out.mutable_data_ptr<float>(), x.numel(), b, t)
+                     : rl_softplus_backward_f64(g.const_data_ptr<double>(), x.const_data_ptr<double>(),
+                                                out.mutable_data_ptr<double>(), x.numel(), b, t);
+    TORCH_CHECK(failed == 0, "portable softplus_backward: no memory for ", x.numel(), " values");
+    return out;
+  }
+
+  // The gradient is ours when both tensors are of one floating dtype and shape (no broadcast).
+  static bool ours(const at::Tensor &grad, const at::Tensor &self) {
+    return floating(self) && grad.scalar_type() == self.scalar_type() && grad.sizes() == self.sizes();
+  }
+
+  static at::Tensor call(c10::DispatchKeySet keys, const at::Tensor &x, const c10::Scalar &beta,
+                         const c10::Scalar &threshold) {
+    if (ours(x)) return forward(x, beta, threshold);
+    at::Tensor result;
+    functional->call(keys, {x, beta, threshold}, &result);
+    return result;
+  }
+
+  static at::Tensor &call_out(c10::DispatchKeySet keys, const at::Tensor &x, const c10::Scalar &beta,
+                              const c10::Scalar &threshold, at::Tensor &out) {
+    if (ours(x) && out.scalar_type() == x.scalar_type()) return write_out(forward(x, beta, threshold), out);
+    out_form->call(keys, {x, beta, threshold, out}, nullptr);
+    return out;
+  }
+
+  static at::Tensor call_backward(c10::DispatchKeySet keys, const at::Tensor &grad, const at::Tensor &x,
+                                  const c10::Scalar &beta, const c10::Scalar &threshold) {
+    if (ours(grad, x)) return gradient(grad, x, beta, threshold);
+    at::Tensor result;
+    backward->call(keys, {grad, x, beta, threshold}, &result);
+    return result;
+  }
+
+  static at::Tensor &call_backward_out(c10::DispatchKeySet keys, const at::Tensor &grad, const at::Tensor &x,
+                                       const c10::Scalar &beta, const c10::Scalar &threshold,
+                                       at::Tensor &grad_input) {
+    if (ours(grad, x) && grad_input.scalar_type() == x.scalar_type()) {
+      return write_out(gradient(grad, x, beta, threshold), grad_input);
+    }
+    backward_out->call(keys, {grad, x, beta, threshold, grad_input}, nullptr);
+    return grad_input;
+  }
+
+  static void install(torch::Library &lib) {
+    functional = take("aten::softplus", "");
+    out_form = take("aten::softplus", "out");
+    backward = take("aten::softplus_backward", "");
+    backward_out = take("aten::softplus_backward", "grad_input");
+    lib.impl("softplus", TORCH_FN(call));
+    lib.impl("softplus.out", TORCH_FN(call_out));
+    lib.impl("softplus_backward", TORCH_FN(call_backward));
+    lib.impl("softplus_backward.grad_input", TORCH_FN(call_backward_out));
+  }
+};
+
 std::unique_ptr<torch::Library> library;
 
 // Drops warnings: "Overriding a previously registered kernel" is what rl_install does.
@@ -227,6 +321,7 @@ extern "C" int rl_install() {
     Unary<2>::install(*lib, "log", {rl_log_f32, rl_log_f64, log_strided});
     Unary<3>::install(*lib, "tanh", {rl_tanh_f32, rl_tanh_f64, tanh_strided});
     PowHalf::install(*lib);
+    Softplus::install(*lib);
     library = std::move(lib);
     return 0;
   } catch (const std::exception &error) {
