@@ -1,7 +1,9 @@
 """Pure helpers: checkpoints, files, returns, curves, versions, progress."""
 
+import base64
 import io
 import json
+import pickle
 import zipfile
 from pathlib import Path
 
@@ -56,6 +58,30 @@ def test_sb3_entries_drop_machine_and_clock_values() -> None:
         "gamma": 0.99,
         "policy_class": {":serialized:": "xyz", "forward": "<function f>"},
     }
+
+
+@pytest.mark.parametrize("train_freq", [4, (2, "episode")])
+def test_sb3_train_freq_is_a_plain_tuple_that_sb3_loads(
+    tmp_path: Path, train_freq: int | tuple[int, str]
+) -> None:
+    """No pickled class or enum of the running interpreter: the entry is the protocol-4 pickle
+    of a plain tuple (the same bytes on every CPython build), and SB3's load restores it."""
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.type_aliases import TrainFreq, TrainFrequencyUnit
+
+    model = DQN("MlpPolicy", "CartPole-v1", train_freq=train_freq, learning_starts=0, seed=0)
+    saved = io.BytesIO()
+    model.save(saved)
+    entries = checkpoint.sb3_entries(saved.getvalue())
+    entry = json.loads(entries["data"])["train_freq"]
+    frequency, unit = (train_freq, "step") if isinstance(train_freq, int) else train_freq
+    assert base64.b64decode(entry[":serialized:"]) == pickle.dumps((frequency, unit), protocol=4)
+    path = tmp_path / "dqn.zip"
+    path.write_bytes(checkpoint.canonical_zip(entries))
+    loaded = DQN.load(path)
+    restored: object = loaded.train_freq
+    assert restored == TrainFreq(frequency, TrainFrequencyUnit(unit))
+    assert isinstance(restored, TrainFreq)
 
 
 def test_checkpoint_meta_round_trip_and_version_check(tmp_path: Path) -> None:

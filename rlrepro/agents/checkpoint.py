@@ -5,10 +5,18 @@ build) in sorted order with a fixed entry time. `rlrepro.json` holds the format 
 the agent is; the rest is up to the algorithm. For SB3 agents the zip stays one that SB3's
 `load` opens: its `system_info.txt` is dropped, and its `data` loses wall-clock values and the
 memory addresses in its human-readable class descriptions (SB3 reads only `:serialized:`).
+
+SB3 pickles what JSON cannot hold with the running interpreter (cloudpickle). Off-policy agents'
+`train_freq`, a named tuple holding an enum member, pickles differently under different builds of
+CPython 3.11 (3.11.2 and 3.11.7 give other bytes), so it is rewritten as the plain tuple
+`(frequency, unit)` pickled with protocol 4, the same bytes on every build; SB3's `load` turns
+that tuple back into its `TrainFreq` (`OffPolicyAlgorithm._convert_train_freq`).
 """
 
+import base64
 import io
 import json
+import pickle
 import re
 import zipfile
 from pathlib import Path
@@ -88,6 +96,17 @@ def sb3_entries(saved_zip: bytes) -> dict[str, bytes]:
         # caches them on the class): after a snapshot, not before.
         if isinstance(value, dict):
             value.pop("__slotnames__", None)
+    if isinstance(data.get("train_freq"), dict):
+        data["train_freq"] = _plain_train_freq(data["train_freq"])
     text = json.dumps(data, indent=4, sort_keys=True)
     entries["data"] = _MEMORY_ADDRESS.sub("", text).encode("utf-8")
     return entries
+
+
+def _plain_train_freq(entry: dict[str, Any]) -> dict[str, Any]:
+    """SB3's serialized `TrainFreq` as the plain tuple `(frequency, "step" | "episode")`, pickled
+    with a fixed protocol (no class or enum by reference: bytes independent of the interpreter)."""
+    train_freq = pickle.loads(base64.b64decode(entry[":serialized:"]))  # our own, just saved
+    plain = (int(train_freq.frequency), str(train_freq.unit.value))
+    serialized = base64.b64encode(pickle.dumps(plain, protocol=4)).decode()
+    return {":type:": "<class 'tuple'>", ":serialized:": serialized}
