@@ -7,11 +7,15 @@ STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: put the venv first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test test-slow test-cpus verify verify-stats bench bench-pipeline videos play lint lock studies digests clean-venv
+.PHONY: repro test test-slow test-machines verify verify-stats bench bench-pipeline videos play lint lock studies digests clean-venv
 
+# The lock pins every wheel by its hash (pip's hash-checking mode), torch's CPU build from
+# PyTorch's CPU index. Where that index cannot be reached at all, pip does not retry it for each
+# package (it takes torch from the folders its own configuration names).
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --no-deps -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps --require-hashes \
+		$$($(BIN)/python -m tools.reachable download.pytorch.org || echo --retries 0) -r requirements.txt
 	$(BIN)/python -m pip check
 	touch $@
 
@@ -22,23 +26,26 @@ repro: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# The slow tests (the pipeline under simulated machines): minutes, not seconds.
+# The slow tests (kills and resumes, the runner, verify): minutes, not seconds.
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -m slow --ignore tests/test_other_cpus.py
+	$(BIN)/python -m pytest -m slow --ignore tests/test_other_machines.py
 
-# The same bytes on other CPUs: every algorithm's train and evaluate stages on emulated Intel and
-# AMD CPUs (qemu-user, installed by the test when missing), against a native run; the two models run
-# at once, one core each.
-test-cpus: $(STAMP)
-	$(BIN)/python -m pytest -m slow -s tests/test_other_cpus.py
+# The same bytes on other machines: every algorithm's pipeline natively, then its train and
+# evaluate stages on emulated Intel and AMD CPUs (qemu-user), and every stage under Debian 13's
+# C library and in a venv of Debian's own Python 3.11 (each fetched or installed by the test).
+test-machines: $(STAMP)
+	$(BIN)/python -m pytest -m slow -s tests/test_other_machines.py
 
 # Rerun the committed pipeline from nothing in a fresh clone, with the runner (JOBS=N: at most N
 # CPUs); compare every output with dvc.lock.
 # A study: make verify PIPELINE=studies/double-pendulum
 # On another CPU, emulated (train and evaluate stages; ~17x slower): make verify CPU=Haswell-v4
+# Under another C library (Debian 13's glibc 2.41, every stage): make verify LIBC=trixie
+# In another build of Python 3.11 (its own venv, every stage): make verify PYTHON_BUILD=/usr/bin/python3.11
 PIPELINE ?= .
 verify: $(STAMP)
-	$(BIN)/python -m tools.verify --pipeline $(PIPELINE) $(if $(CPU),--cpu $(CPU)) $(if $(JOBS),--jobs $(JOBS))
+	$(BIN)/python -m tools.verify --pipeline $(PIPELINE) $(if $(CPU),--cpu $(CPU)) \
+		$(if $(LIBC),--libc $(LIBC)) $(if $(PYTHON_BUILD),--python $(PYTHON_BUILD)) $(if $(JOBS),--jobs $(JOBS))
 
 # The same, for a machine whose bytes cannot match: compare evaluations statistically.
 verify-stats: $(STAMP)
@@ -69,12 +76,15 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Regenerate requirements.txt from requirements.in (every package pinned with ==).
-# The CPU wheel's local label (+cpu) is dropped: `torch==2.13.0` matches it.
+# Regenerate requirements.txt from requirements.in: every package pinned with == and its hashes,
+# the existing pins kept (pip-compile --upgrade-package NAME moves one). Only PyPI and the index
+# lines of requirements.in are asked (pip's own configuration is ignored); FIND_LINKS=DIR adds a
+# folder of wheels, for a machine that cannot reach PyTorch's index.
 lock: $(STAMP)
-	$(BIN)/pip-compile --quiet --strip-extras --allow-unsafe --no-emit-find-links --no-emit-index-url \
+	CUSTOM_COMPILE_COMMAND="make lock" PIP_CONFIG_FILE=/dev/null $(BIN)/pip-compile --quiet \
+		--generate-hashes --strip-extras --allow-unsafe --no-emit-find-links \
+		$(if $(FIND_LINKS),--find-links $(FIND_LINKS) --pip-args "--retries 0") \
 		--annotation-style=line -o requirements.txt requirements.in
-	sed -i 's/^torch==\([0-9.]*\)+cpu/torch==\1/' requirements.txt
 
 # The studies run the one pipeline: copy dvc.yaml into each (tests/test_dvc_yaml.py checks it).
 # Copies, not links: DVC reads a git revision's files without following links (dvc metrics diff).

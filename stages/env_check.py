@@ -20,6 +20,7 @@ digest that differs from the reference fails it too, unless RLREPRO_ALLOW_PHYSIC
 import dataclasses
 import json
 import os
+import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from rlrepro.machine import ALLOW_PHYSICS_VAR
 from rlrepro.machine.fingerprint import fingerprint
 
 ALLOW_MISMATCH_VAR = "RLREPRO_ALLOW_VERSION_MISMATCH"
+LOCKED_PYTHON = (3, 11)  # the Python that requirements.txt is compiled for
 # The check's own code, and the params and lock code it runs: a change to any of it makes the
 # next check a full one.
 _ROOT = Path(__file__).parents[1]
@@ -103,8 +105,15 @@ def env_check(raw: dict[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
     """Check this machine for every experiment's env (or reuse the last full check, when its
     fingerprint is this one's); write the reports; :return: the report of each experiment.
 
-    :raises StageError: on a version or physics mismatch that the environment does not allow.
+    :raises StageError: on a version or physics mismatch that the environment does not allow,
+        or a Python other than 3.11.
     """
+    if sys.version_info[:2] != LOCKED_PYTHON:
+        raise StageError(
+            f"Python {platform.python_version()}: {paths.requirements} is locked for Python "
+            f"{'.'.join(map(str, LOCKED_PYTHON))}; make a venv with a python3.11 "
+            "(make clean-venv, then make repro PYTHON=/path/to/python3.11)"
+        )
     settings = json.dumps(
         [
             _envs(raw),

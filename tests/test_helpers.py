@@ -27,6 +27,7 @@ from rlrepro.machine.physics import rollout_digest
 from rlrepro.results.curves import mean_curve, smooth
 from rlrepro.training.reinforce import acting, discounted_returns
 from rlrepro.training.trace import Trace, first_parting
+from tests.conftest import ROOT
 
 
 def test_canonical_zip_ignores_insertion_order_and_fixes_metadata() -> None:
@@ -186,14 +187,32 @@ def test_version_mismatches_names_each_difference(tmp_path: Path) -> None:
     assert found[1] == "no-such-package-xyz: locked ==1.0, installed not installed"
 
 
-def test_installed_local_label_matches_the_plain_pin() -> None:
+def test_another_build_of_a_locked_version_is_refused() -> None:
+    """The lock names torch's CPU build (+cpu): PyPI's torch of the same version (the CUDA
+    build, no label) breaks it, and so would a CPU build under a lock without the label."""
     import torch
 
-    assert torch.__version__ == "2.13.0+cpu"  # the CPU wheel's local label
-    assert mismatches([Requirement("torch==2.13.0"), Requirement("numpy==" + np.__version__)]) == []
-    assert mismatches([Requirement("torch==2.13.1")]) == [
-        "torch: locked ==2.13.1, installed 2.13.0+cpu"
+    assert torch.__version__ == "2.13.0+cpu"
+    pins = [Requirement(str(r)) for r in locked(ROOT / "requirements.txt") if r.name == "torch"]
+    assert [str(r) for r in pins] == ["torch==2.13.0+cpu"]
+    assert mismatches(pins) == []
+    assert mismatches([Requirement("torch==2.13.0+cu130")]) == [
+        "torch: locked ==2.13.0+cu130, installed 2.13.0+cpu"
     ]
+    assert mismatches([Requirement("numpy==" + np.__version__ + "+custom")]) == [
+        f"numpy: locked =={np.__version__}+custom, installed {np.__version__}"
+    ]
+
+
+def test_the_lock_pins_every_wheel_by_hash() -> None:
+    """Every requirement of the lock carries its hashes (pip's hash-checking mode), and its
+    only index line is PyTorch's CPU index (no path of a developer's machine)."""
+    text = (ROOT / "requirements.txt").read_text()
+    blocks = [b for b in text.replace("\\\n", " ").splitlines() if "==" in b.split("#")[0]]
+    assert len(blocks) == len(locked(ROOT / "requirements.txt"))
+    assert all(" --hash=sha256:" in block for block in blocks)
+    options = [line for line in text.splitlines() if line.startswith("-")]
+    assert options == ["--extra-index-url https://download.pytorch.org/whl/cpu"]
 
 
 def test_progress_prints_plain_lines_off_a_terminal() -> None:

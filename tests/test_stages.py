@@ -77,6 +77,18 @@ def test_env_check_fails_on_version_mismatch_unless_allowed(
     assert reports["cartpole-ppo"]["version_mismatches"][0].startswith("numpy: locked")
 
 
+def test_env_check_refuses_a_python_other_than_the_lock_s(
+    params_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(env_check, "LOCKED_PYTHON", (3, 12))
+    paths = _check_paths(tmp_path)
+    with pytest.raises(
+        StageError, match=r"^Python 3\.11\.\d+: .*requirements\.txt is locked for Python 3\.12; "
+    ):
+        env_check.env_check(params.read(params_file), paths)
+    assert not paths.reports.exists()
+
+
 @pytest.mark.parametrize("exp", EXPERIMENTS)
 def test_train_twice_gives_identical_bytes(params_file: Path, tmp_path: Path, exp: str) -> None:
     first = train_run(params_file, tmp_path / "a", exp, seed=0)

@@ -20,13 +20,15 @@ KEY_PACKAGES = (
 
 
 def locked(path: Path) -> list[Requirement]:
-    """The `name==version` lines of a pip-compile lock file.
+    """The `name==version` requirements of a pip-compile lock file (its `--hash` options and
+    option lines such as `--extra-index-url` left out).
 
     :raises StageError: when the file is missing.
     """
     if not path.is_file():
         raise StageError(f"{path}: no such lock file; run `make lock` to create it")
-    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    text = path.read_text().replace("\\\n", " ")  # a requirement continued over its hashes
+    lines = (line.split("#", 1)[0].split(" --hash=", 1)[0].strip() for line in text.splitlines())
     return [Requirement(line) for line in lines if line and not line.startswith("-")]
 
 

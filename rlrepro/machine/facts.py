@@ -6,6 +6,7 @@ in an untracked file (`layout.FACTS`), never into a DVC-tracked output.
 
 import os
 import platform
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ def _cpuinfo() -> tuple[str, list[str]]:
 
 
 def facts() -> dict[str, Any]:
-    """CPU model and SIMD flags, cores, OS, Python, package versions and numeric back-ends, with
+    """CPU model and SIMD flags, cores, OS, Python and its build, the C library, package versions
+    and numeric back-ends, with
     which portable kernels the stages run here (`portable.kernels` after `portable.install`,
     which compiles them on a machine's first run)."""
     import numpy as np
@@ -50,6 +52,13 @@ def facts() -> dict[str, Any]:
         "machine": platform.machine(),
         "os": platform.platform(),
         "python": platform.python_version(),
+        # The build of Python (CPython 3.11.2 of Debian and a pyenv 3.11.7 are both "3.11") and the
+        # C library: two axes of "another machine" besides the CPU.
+        "python_build": " ".join(
+            (platform.python_implementation(), sys.version.split()[0], *platform.python_build())
+        )
+        + f" [{platform.python_compiler()}]",
+        "libc": " ".join(platform.libc_ver()) or "unknown",
         "packages": {name: metadata.version(name) for name in KEY_PACKAGES},
         "numpy_simd_in_use": sorted(k for k, on in __cpu_features__.items() if on),
         "numpy_blas": {k: blas.get(k) for k in ("name", "version")},

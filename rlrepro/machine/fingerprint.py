@@ -3,10 +3,11 @@ repeat the last one.
 
 It hashes what could change the check's result, read without importing numpy, torch or the envs:
 the installed distributions (every `*.dist-info` name, which carries the version, in every
-site-packages folder), the CPU (model name and flags) and the machine, Python's version, the
-package lock and the physics references (their bytes), the check's own code, and what params ask
-for. A package edited in place without a new version is not seen: delete the last check's record
-(`reports/machine/env_check.json`) to force a full check.
+site-packages folder), the CPU (model name and flags) and the machine, Python's version and
+build (`sys.version`), the C library's name and version (MuJoCo's physics calls its math
+functions), the package lock and the physics references (their bytes), the check's own code,
+and what params ask for. A package edited in place without a new version is not seen: delete
+the last check's record (`reports/machine/env_check.json`) to force a full check.
 """
 
 import hashlib
@@ -42,7 +43,9 @@ def fingerprint(files: Iterable[Path], settings: str) -> str:
     """The sha256 (hex) of this machine and its packages, the bytes of `files` (the lock, the
     references, the check's code) and `settings` (what params ask the check for)."""
     digest = hashlib.sha256()
-    for part in (_cpu(), platform.machine(), sys.version, "\n".join(_distributions()), settings):
+    libc = " ".join(platform.libc_ver())
+    machine = (_cpu(), platform.machine(), sys.version, libc, "\n".join(_distributions()))
+    for part in (*machine, settings):
         digest.update(part.encode() + b"\0")
     for file in files:
         digest.update(str(file.name).encode() + b"\0")

@@ -9,7 +9,9 @@ the exact bytes of every observation, reward and termination flag, so one ulp of
 import hashlib
 import json
 import os
+import platform
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +67,8 @@ def check(env_id: str, steps: int, seed: int, references: Path) -> str:
         )
     if expected["sha256"] != digest:
         message = (
-            f"{env_id}: this machine's simulator parts from the reference ({references}) "
+            f"{env_id}: this machine's simulator ({platform.machine()}, MuJoCo "
+            f"{metadata.version('mujoco')}) parts from the reference ({references}) "
             f"on a fixed {steps}-step rollout (sha256 {digest[:16]}, "
             f"expected {expected['sha256'][:16]}), so results cannot match byte for byte"
         )
