@@ -244,6 +244,46 @@ def _stages_in(folder: Path) -> list[psutil.Process]:
     return found
 
 
+@pytest.mark.slow
+def test_params_edited_while_a_stage_runs_are_not_recorded_as_its_inputs(
+    reproduced: Path, tmp_path: Path
+) -> None:
+    """The runner records the inputs a stage started with: an edit to params.yaml while the
+    stage runs (held by SIGSTOP, so that it cannot finish first) leaves that stage out of
+    dvc.lock, said in one line and exit 1, and `dvc status` still lists it; a rerun records the
+    stage with the new params."""
+    repo = clone(reproduced, tmp_path / "edited")
+    write_params(repo / "params.yaml", changed_params())
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    with subprocess.Popen(
+        [sys.executable, "-m", "tools.run", "--jobs", "1"],
+        cwd=repo,
+        env={**os.environ, "PATH": path},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as proc:
+        victim = train_process(f"{CHANGED_EXP}-0", timeout=120)
+        victim.suspend()
+        assert victim.status() == psutil.STATUS_STOPPED
+        edited = changed_params()
+        edited["experiments"][CHANGED_EXP]["budget"] = {"episodes": 4}
+        write_params(repo / "params.yaml", edited)
+        victim.resume()
+        output, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 1, output
+    name = f"train@{CHANGED_EXP}-0"
+    assert re.search(rf"^NOT RECORDED {name}: params\.yaml.* changed while it ran", output, re.M), (
+        output
+    )
+    assert name in stale(repo)
+    assert lock_entries(repo)[name] == lock_entries(reproduced)[name]  # the entry it had
+    rerun = runner(repo)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"start   {name}" in rerun.stdout
+    assert stale(repo) == set()
+
+
 @pytest.fixture
 def three_nodes() -> Iterator[Any]:
     """A Ray cluster on this machine: a head and two worker nodes, one CPU each."""

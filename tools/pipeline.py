@@ -8,6 +8,7 @@ upstream (`collect_stages`, `plan_repro`, the graph `dvc repro` walks), each sta
 second reading of `dvc.yaml`.
 """
 
+import copy
 import dataclasses
 import logging
 import os
@@ -151,6 +152,16 @@ def _threads(stage: Any) -> int:
     return 1
 
 
+class InputsChangedError(UserError):
+    """A stage's deps or params changed between its start and its commit."""
+
+
+def _dep_hashes(stage: Any) -> list[tuple[str, Any]]:
+    """Each dep of `stage` (a file, a folder, a params file's values) with its hash as last
+    saved, copied."""
+    return [(str(dep), copy.deepcopy(dep.hash_info)) for dep in stage.deps]
+
+
 class Pipeline:
     """The repository around the working folder, locked as `dvc repro` locks it, and the plan
     of `targets` (dvc.yaml files or stage names, as `dvc repro` takes them; default: the root
@@ -179,6 +190,7 @@ class Pipeline:
         names = {stage.addressing for stage in plan}
         self._stages = {stage.addressing: stage for stage in plan}
         self._work: dict[str, float] = {}
+        self._read: dict[str, list[tuple[str, Any]]] = {}  # deps' hashes when a stage started
         self.steps = [self._step(stage, graph, names) for stage in plan]
 
     def __enter__(self) -> "Pipeline":
@@ -218,8 +230,13 @@ class Pipeline:
         return {name for name, stage in self._stages.items() if stage.changed()}
 
     def prepare(self, name: str) -> None:
-        """What `dvc repro` does before running a stage: remove its outputs, but persistent ones."""
-        self._stages[name].remove_outs(ignore_remove=False, force=False)
+        """What `dvc repro` does before running a stage: remove its outputs, but persistent ones;
+        and take the hashes of what it reads (its deps and params), to record those and no
+        later ones (`commit`)."""
+        stage = self._stages[name]
+        stage.remove_outs(ignore_remove=False, force=False)
+        stage.save_deps()
+        self._read[name] = _dep_hashes(stage)
 
     def commit(self, name: str) -> bool:
         """Record stage `name`'s deps and outputs, as they are now, in its dvc.lock: what
@@ -227,12 +244,23 @@ class Pipeline:
 
         :return: whether its entry changed; an unchanged one is not rewritten (a machine check
             that passed again: its outputs' bytes are the same).
+        :raises InputsChangedError: when a dep or param changed since the stage started (`prepare`):
+            its outputs were made from the older inputs, so nothing is recorded.
         """
         from dvc.stage.serialize import to_lockfile
 
         stage = self._stages[name]
         was = to_lockfile(stage) if _locked(stage) else None
         stage.save()
+        read = self._read.pop(name, None)
+        if read is not None and _dep_hashes(stage) != read:
+            changed = [
+                d for (d, h), (_, now) in zip(read, _dep_hashes(stage), strict=True) if h != now
+            ]
+            raise InputsChangedError(
+                f"{name}: {', '.join(changed)} changed while it ran, so its outputs are of the "
+                "older inputs; not recorded in dvc.lock: rerun `make repro`"
+            )
         stage.commit()
         if to_lockfile(stage) == was:
             return False

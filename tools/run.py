@@ -33,7 +33,7 @@ from rlrepro.core.errors import ParamsError, StoppedError, UserError
 from rlrepro.core.files import write_bytes
 from tools import cluster, remote
 from tools.cluster import Node
-from tools.pipeline import Pipeline, Step, files, ready, to_run
+from tools.pipeline import InputsChangedError, Pipeline, Step, files, ready, to_run
 
 T = TypeVar("T")
 
@@ -85,6 +85,7 @@ class Recorder:
         self.finished: set[str] = set()
         self.recorded: list[str] = []
         self.relocked: set[str] = set()  # the recorded stages whose lock entries changed
+        self.unrecorded: list[str] = []  # why a finished stage was not recorded
 
     def finish(self, step: Step) -> None:
         """Mark `step` finished and commit whatever may be committed now."""
@@ -104,8 +105,12 @@ class Recorder:
                 self._commit(each)
 
     def _commit(self, step: Step) -> None:
-        if self.pipe.commit(step.name):
-            self.relocked.add(step.name)
+        try:
+            if self.pipe.commit(step.name):
+                self.relocked.add(step.name)
+        except InputsChangedError as err:
+            self.unrecorded.append(f"NOT RECORDED {err}")
+            log(self.unrecorded[-1])
         self.recorded.append(step.name)
 
 
@@ -232,9 +237,17 @@ class Scheduler:
                 )
 
     def run(self) -> int:
-        """Run every stage; :return: 0 when all finished, 1 when one failed."""
+        """Run every stage; :return: 0 when all finished, 1 when one failed or was not recorded
+        (its inputs changed while it ran)."""
         self._loop()
+        self.recorder.flush()
         left = len(self.pending)
+        if self.recorder.unrecorded:
+            log(
+                f"{len(self.recorder.unrecorded)} not recorded (inputs changed while they ran), "
+                f"{len(self.failures)} failed, {left} not run"
+            )
+            return 1
         if self.failures:
             log(
                 f"{len(self.failures)} failed, {len(self.done)} finished and recorded, "
