@@ -17,7 +17,7 @@ import yaml
 import rlrepro  # noqa: F401  (pins the numerical environment before numpy or torch load)
 from rlrepro.core import params
 from stages import evaluate, train
-from tools.emulation import installed
+from tools.machines import installed
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:  # noqa: ARG001

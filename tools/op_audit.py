@@ -1,10 +1,11 @@
-"""Which torch and numpy ops give CPU-dependent bits: record real inputs, rerun them, compare.
+"""Which torch and numpy ops give machine-dependent bits: record real inputs, rerun them, compare.
 
     python -m tools.op_audit record OUT.pt            # tiny train + evaluate of every algorithm
     python -m tools.op_audit check OUT.pt RESULT.json [--portable]
     python -m tools.op_audit elementwise RESULT.json [--portable]
     python -m tools.op_audit train RESULT.json [--portable]
     python -m tools.op_audit compare A.json B.json
+    python -m tools.op_audit libc OUT.pt FOLDER [--suite trixie] [--portable]
 
 `record` trains and evaluates PPO, A2C, DQN (CartPole-v1), PPO with two envs and `VecNormalize`,
 SAC, TD3, DDPG and REINFORCE (InvertedPendulum-v5) for a few hundred steps under a
@@ -16,6 +17,11 @@ on 65,536 inputs over a wide range; `train` digests the final parameters of tiny
 and REINFORCE trainings. Run `check`, `elementwise` and `train` natively and under
 `qemu-x86_64 -cpu MODEL`, then `compare` the JSON files. `--portable` first calls
 `rlrepro.numerics.portable.install()`.
+
+`libc` is the C library's axis in one command: it runs `check`, `elementwise` and `train`
+natively and under a Debian suite's glibc (`tools.machines.glibc`: its `libc6` in FOLDER, this
+interpreter started through that library's own loader), writes both results to FOLDER and lists
+the entries that differ.
 """
 
 import argparse
@@ -23,7 +29,10 @@ import copy
 import hashlib
 import io
 import json
+import os
 import pickle
+import platform
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -527,6 +536,30 @@ def elementwise(result: Path, portable: bool) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------- compare
 
 
+def other_libc(recorded: Path, folder: Path, suite: str, portable: bool) -> list[str]:
+    """`check`, `elementwise` and `train` natively and under Debian `suite`'s C library, results
+    in `folder`; :return: the entries that differ."""
+    from tools import machines
+
+    machine = machines.glibc(folder / f"libc-{suite}", suite)
+    root = str(Path(__file__).resolve().parents[1])
+    differing = []
+    for command, args in (("check", [str(recorded)]), ("elementwise", []), ("train", [])):
+        results = []
+        for tag, python, path in (
+            ("native", (sys.executable,), root),
+            (suite, machine.python, f"{root}:{machine.pythonpath}"),
+        ):
+            out = folder / f"{command}-{tag}.json"
+            flags = ["--portable"] if portable else []
+            run = [*python, "-m", "tools.op_audit", command, *args, str(out), *flags]
+            subprocess.run(run, check=True, env={**os.environ, "PYTHONPATH": path})
+            results.append(out)
+        differing += [f"{command}: {key}" for key in compare(*results)]
+    print(f"{machine.name} against {platform.libc_ver()[1]} (native)", file=sys.stderr)
+    return differing
+
+
 def compare(first: Path, second: Path) -> list[str]:
     """The keys whose values differ between two result files (or are in only one of them)."""
     a, b = json.loads(first.read_text()), json.loads(second.read_text())
@@ -553,6 +586,11 @@ def main(argv: list[str] | None = None) -> int:
     trn = commands.add_parser("train", help="digest the final parameters of tiny trainings")
     trn.add_argument("result", type=Path)
     trn.add_argument("--portable", action="store_true", help="install the portable kernels")
+    libc = commands.add_parser("libc", help="check, elementwise, train under another glibc")
+    libc.add_argument("recorded", type=Path)
+    libc.add_argument("folder", type=Path)
+    libc.add_argument("--suite", default="trixie", help="the Debian suite of the C library")
+    libc.add_argument("--portable", action="store_true", help="install the portable kernels")
     cmp = commands.add_parser("compare", help="list the entries that differ")
     cmp.add_argument("first", type=Path)
     cmp.add_argument("second", type=Path)
@@ -568,6 +606,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(results)} entries -> {args.result}")
     elif args.command == "train":
         train_digests(args.result, args.portable)
+    elif args.command == "libc":
+        args.folder.mkdir(parents=True, exist_ok=True)
+        differing = other_libc(args.recorded, args.folder, args.suite, args.portable)
+        for key in differing:
+            print(key)
+        print(f"{len(differing)} differ", file=sys.stderr)
+        return 1 if differing else 0
     else:
         differing = compare(args.first, args.second)
         for key in differing:

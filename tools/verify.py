@@ -8,9 +8,11 @@ identical, or differs and where: for `train`, the first update at which the trai
 for `evaluate`, the first differing episode. Exit 0 only when every stage is identical, 1 when one
 differs, 2 when the rerun fails.
 
-`--cpu MODEL` runs the rerun's train and evaluate stages on an emulated CPU (`qemu-x86_64 -cpu
-MODEL`, `tools.emulation`; Debian's `qemu-user`, installed when missing): the same bytes are
-required on a CPU this machine is not.
+The rerun can run on another machine (`tools.machines`), where the same bytes are required:
+`--cpu MODEL` runs its train and evaluate stages on an emulated CPU (`qemu-x86_64 -cpu MODEL`);
+`--libc SUITE` every stage under the C library of a Debian suite (e.g. trixie: glibc 2.41),
+through that library's own loader; `--python PATH` every stage in a venv of another build of
+Python 3.11 (e.g. Debian's /usr/bin/python3.11).
 
 `--stats` is for machines whose bytes cannot match (another CPU architecture or simulator build):
 the physics check only warns, and per experiment the evaluation returns of all seeds are compared
@@ -38,7 +40,7 @@ from rlrepro.core import layout, params
 from rlrepro.core.errors import UserError
 from rlrepro.machine import ALLOW_PHYSICS_VAR
 from rlrepro.training import trace
-from tools import emulation
+from tools import machines
 from tools.pipeline import remove_outputs
 
 Committed = Callable[[str], str | None]
@@ -235,8 +237,8 @@ def rerun(
 ) -> int:
     """Clone `repo` at `rev` into `clone`, delete every output of the pipeline in folder
     `pipeline` there and rerun it with the runner on `jobs` CPUs (default: all; its log on
-    stderr); with `emulated` (a CPU model and its `emulation.shim` folder), that folder first on
-    PATH. :return: the runner's exit code."""
+    stderr); with `emulated` (a machine's name and its `machines.shim` folder), that folder first
+    on PATH. :return: the runner's exit code."""
     if clone.exists() and any(clone.iterdir()):
         raise VerifyError(f"--workdir: {clone} is not empty; give a new or empty folder")
     _git(repo, "clone", "--quiet", "--no-hardlinks", ".", str(clone.resolve()))
@@ -244,7 +246,7 @@ def rerun(
     env = _env(stats, emulated[1] if emulated else None)
     target = Path(pipeline, "dvc.yaml").as_posix()
     remove_outputs(clone, clone / target)
-    where = f", train and evaluate on emulated {emulated[0]}" if emulated else ""
+    where = f", stages on {emulated[0]}" if emulated else ""
     print(f"verify: rerunning {target} of {rev} in {clone}{where}", file=sys.stderr, flush=True)
     command = [sys.executable, "-m", "tools.run", target, *(["--jobs", str(jobs)] if jobs else [])]
     return subprocess.run(command, cwd=clone, env=env, stdout=sys.stderr.fileno()).returncode
@@ -260,11 +262,24 @@ def main(argv: list[str] | None = None) -> int:
         "--pipeline", default=".", help="the pipeline's folder: . (default) or studies/<name>"
     )
     parser.add_argument("--stats", action="store_true", help="compare evaluations statistically")
-    parser.add_argument(
+    other = parser.add_mutually_exclusive_group()
+    other.add_argument(
         "--cpu",
         metavar="MODEL",
         help="run the train and evaluate stages on this emulated CPU (qemu-x86_64 -cpu MODEL, "
-        f"e.g. {' or '.join(emulation.CPU_MODELS)})",
+        f"e.g. {' or '.join(machines.CPU_MODELS)})",
+    )
+    other.add_argument(
+        "--libc",
+        metavar="SUITE",
+        help="run every stage under the C library of this Debian suite (e.g. "
+        f"{machines.LIBC_SUITE}), through its own loader",
+    )
+    other.add_argument(
+        "--python",
+        type=Path,
+        metavar="PATH",
+        help=f"run every stage in a venv of this Python 3.11 (e.g. {machines.DEBIAN_PYTHON})",
     )
     parser.add_argument("--alpha", type=float, default=0.05, help="--stats significance level")
     parser.add_argument("--jobs", type=int, help="the rerun on at most N CPUs (default: all)")
@@ -283,12 +298,30 @@ def main(argv: list[str] | None = None) -> int:
             args.pipeline,
             args.stats,
             args.alpha,
-            args.cpu,
+            _machine_spec(args),
             args.jobs,
         )
     except (VerifyError, UserError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def _machine_spec(args: argparse.Namespace) -> tuple[str, str] | None:
+    """("cpu", MODEL), ("libc", SUITE) or ("python", PATH) from the command line, if given."""
+    for kind in ("cpu", "libc", "python"):
+        if getattr(args, kind) is not None:
+            return kind, str(getattr(args, kind))
+    return None
+
+
+def _machine(spec: tuple[str, str], folder: Path) -> machines.Machine:
+    """The machine of `spec` (`_machine_spec`), its files in `folder`."""
+    kind, value = spec
+    if kind == "cpu":
+        return machines.cpu(value)
+    if kind == "libc":
+        return machines.glibc(folder / f"libc-{value}", value)
+    return machines.python_build(folder / "python", Path(value))
 
 
 def verify(
@@ -298,13 +331,13 @@ def verify(
     pipeline: str,
     stats: bool,
     alpha: float,
-    cpu: str | None = None,
+    machine: tuple[str, str] | None = None,
     jobs: int | None = None,
 ) -> int:
     """Rerun the pipeline in folder `pipeline` of `repo` at `rev` in a clone (in `workdir`, else
-    a temporary folder) on `jobs` CPUs (default: all), its train and evaluate stages on the
-    emulated CPU `cpu` if given, and print the tables; :return: the exit code (0 identical or
-    compatible, 1 not, 2 the rerun failed)."""
+    a temporary folder) on `jobs` CPUs (default: all), its stages on another `machine` if given
+    (`_machine_spec`), and print the tables; :return: the exit code (0 identical or compatible,
+    1 not, 2 the rerun failed)."""
     root = Path(_git(repo, "rev-parse", "--show-toplevel").strip())
     try:
         commit = _git(root, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").strip()
@@ -317,10 +350,11 @@ def verify(
     if _git(root, "status", "--porcelain", "--untracked-files=no"):
         print(f"verify: uncommitted changes in {root} are not verified", file=sys.stderr)
     with _workdir(workdir) as clone:
-        # the emulator, checked to know `cpu`, before anything is cloned
+        # the other machine, checked, before anything is cloned
         emulated = None
-        if cpu is not None:
-            emulated = (cpu, emulation.shim(clone.parent / "bin", cpu, _emulated(clone)))
+        if machine is not None:
+            other = _machine(machine, clone.parent)
+            emulated = (other.name, machines.shim(clone.parent / "bin", other, _emulated(clone)))
         if rerun(root, commit, clone, pipeline, stats, emulated, jobs) != 0:
             print("error: the rerun failed in the clone (its log is above)", file=sys.stderr)
             return 2
@@ -339,11 +373,11 @@ def verify(
         )
         same = sum(row.result == "identical" for row in rows)
         where = ""
-        if cpu is not None:
+        if emulated is not None:
             ran = _emulated(clone).read_text().splitlines()
             if not ran:
-                raise VerifyError(f"--cpu {cpu}: no train or evaluate stage ran on it")
-            where = f", {len(ran)} train and evaluate stages on emulated {cpu}"
+                raise VerifyError(f"{emulated[0]}: no stage ran on it")
+            where = f", {len(ran)} stages on {emulated[0]}"
         print_table(
             f"Stages of {commit[:12]} rerun{where}, byte for byte against dvc.lock "
             f"({same} of {len(rows)} identical):",
@@ -364,7 +398,7 @@ def verify(
 
 
 def _emulated(clone: Path) -> Path:
-    """The log of the commands run on an emulated CPU for the rerun in `clone`."""
+    """The log of the commands run on another machine for the rerun in `clone`."""
     return clone.parent / "emulated.log"
 
 
