@@ -265,11 +265,16 @@ def test_params_edited_while_a_stage_runs_are_not_recorded_as_its_inputs(
     ) as proc:
         victim = train_process(f"{CHANGED_EXP}-0", timeout=120)
         victim.suspend()
-        assert victim.status() == psutil.STATUS_STOPPED
-        edited = changed_params()
-        edited["experiments"][CHANGED_EXP]["budget"] = {"episodes": 4}
-        write_params(repo / "params.yaml", edited)
-        victim.resume()
+        try:
+            deadline = time.monotonic() + 10
+            while victim.status() != psutil.STATUS_STOPPED:  # the signal lands asynchronously
+                assert time.monotonic() < deadline, victim.status()
+                time.sleep(0.01)
+            edited = changed_params()
+            edited["experiments"][CHANGED_EXP]["budget"] = {"episodes": 4}
+            write_params(repo / "params.yaml", edited)
+        finally:
+            victim.resume()
         output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 1, output
     name = f"train@{CHANGED_EXP}-0"
