@@ -99,7 +99,9 @@ def glibc(folder: Path, suite: str = LIBC_SUITE) -> Machine:
     python = Path(sys.executable).resolve()
     search = f"{libdir}:{sysconfig.get_config_var('LIBDIR')}"
     version = _run([str(loader), "--library-path", search, str(python), "-c", _LIBC_VERSION])
-    site = sysconfig.get_paths()["purelib"]
+    # Every site-packages folder of this interpreter (a venv's, and any a .pth file adds): the
+    # loader starts the base interpreter, which does not know the venv.
+    site = ":".join(p for p in sys.path if p.endswith("-packages"))
     command = (str(loader), "--library-path", search, str(python))
     return Machine(f"glibc {version} (Debian {suite})", command, EVERY_STAGE, site)
 

@@ -191,6 +191,7 @@ class Pipeline:
         self._stages = {stage.addressing: stage for stage in plan}
         self._work: dict[str, float] = {}
         self._read: dict[str, list[tuple[str, Any]]] = {}  # deps' hashes when a stage started
+        self._was: dict[str, Any] = {}  # its lock entry then, before `prepare` saved its deps
         self.steps = [self._step(stage, graph, names) for stage in plan]
 
     def __enter__(self) -> "Pipeline":
@@ -235,6 +236,7 @@ class Pipeline:
         later ones (`commit`)."""
         stage = self._stages[name]
         stage.remove_outs(ignore_remove=False, force=False)
+        self._was[name] = self._entry(stage)  # as locked, before its deps are saved
         stage.save_deps()
         self._read[name] = _dep_hashes(stage)
 
@@ -250,7 +252,7 @@ class Pipeline:
         from dvc.stage.serialize import to_lockfile
 
         stage = self._stages[name]
-        was = to_lockfile(stage) if _locked(stage) else None
+        was = self._was.pop(name) if name in self._was else self._entry(stage)
         stage.save()
         read = self._read.pop(name, None)
         if read is not None and _dep_hashes(stage) != read:
@@ -266,6 +268,13 @@ class Pipeline:
             return False
         stage.dvcfile.dump_stages([stage], update_pipeline=False)
         return True
+
+    @staticmethod
+    def _entry(stage: Any) -> Any:
+        """The stage's dvc.lock entry as its loaded hashes give it (None when it has none)."""
+        from dvc.stage.serialize import to_lockfile
+
+        return to_lockfile(stage) if _locked(stage) else None
 
     def ignored(self, path: str) -> bool:
         """Whether DVC ignores the file at absolute `path` (.dvcignore)."""
