@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -12,7 +13,8 @@ from rlrepro import numerics
 from rlrepro.numerics import portable
 from tests.conftest import ROOT
 
-OPS = ("sqrt", "exp", "log", "tanh")
+OPS = ("sqrt", "exp", "log", "tanh", "sigmoid")
+WITH_NUMPY = ("sqrt", "exp", "log", "tanh")  # with a numpy function of the same name
 SIZE = 65_536
 
 
@@ -75,7 +77,7 @@ def _same_bits(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.view(ints) == b.view(ints)) | (a.isnan() & b.isnan())
 
 
-@pytest.mark.parametrize("name", OPS)
+@pytest.mark.parametrize("name", WITH_NUMPY)
 def test_float32_is_correctly_rounded(name: str) -> None:
     x = _inputs(torch.float32)
     got = getattr(torch, name)(x)
@@ -165,9 +167,13 @@ def test_other_dtypes_go_to_aten() -> None:
     )
 
 
-@pytest.mark.parametrize("name", [*OPS, "softplus"])
+@pytest.mark.parametrize("name", [*OPS, "softplus", "elu"])
 def test_gradients_flow(name: str) -> None:
-    op = torch.nn.functional.softplus if name == "softplus" else getattr(torch, name)
+    functional: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+        "softplus": torch.nn.functional.softplus,
+        "elu": torch.nn.functional.elu,
+    }
+    op = functional[name] if name in functional else getattr(torch, name)
     x = torch.linspace(0.1, 3.0, 17, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(op, (x,))
     x32 = x.detach().float().requires_grad_()
@@ -179,6 +185,8 @@ def test_gradients_flow(name: str) -> None:
         "log": 1.0 / x32,
         "tanh": 1.0 - y * y,
         "softplus": torch.sigmoid(x32),
+        "sigmoid": y * (1.0 - y),
+        "elu": torch.ones_like(x32),
     }[name].detach()
     torch.testing.assert_close(x32.grad, expected)
 
@@ -287,6 +295,44 @@ def test_float32_softplus_is_correctly_rounded(beta: float, threshold: float) ->
     got = torch.nn.functional.softplus(x, beta, threshold)
     wrong = (~_same_bits(got, _softplus_reference(x, beta, threshold))).nonzero().flatten()
     assert wrong.numel() == 0, f"{wrong.numel()} wrong, first inputs {x[wrong[:5]].tolist()}"
+
+
+def test_float32_sigmoid_and_elu_are_correctly_rounded() -> None:
+    """Both in float64, rounded once: ATen's call the C library's expf and expm1f for their loop
+    tails (expm1f changed in glibc 2.41), and for every value of a strided tensor."""
+    x = _inputs(torch.float32)
+    xd = x.double().numpy()
+    with np.errstate(all="ignore"):
+        sigmoid = torch.from_numpy((1.0 / (1.0 + np.exp(-xd))).astype(np.float32))
+        elu = torch.from_numpy(np.where(xd < 0, np.expm1(xd), xd))
+    assert bool(_same_bits(torch.sigmoid(x), sigmoid).all())
+    got = torch.nn.functional.elu(x)
+    assert bool(_same_bits(got, elu.float()).all())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_elu_gives_the_python_kernels_bits(dtype: torch.dtype) -> None:
+    """ELU and its gradient, registered (compiled) against the Python definitions, on every
+    length up to 70, long ones and other layouts, through nn.ELU, the out= and in-place forms
+    and autograd (elu_backward from the input)."""
+    rng = np.random.default_rng(13)
+    for n in [*range(1, 71), 257, 4099, 70_001]:
+        x = torch.from_numpy(rng.uniform(-30, 10, (n, 3))).to(dtype)
+        grad = torch.from_numpy(rng.uniform(-2, 2, (n, 3))).to(dtype)
+        for layout in (x, x.T, x[:, ::2]):
+            got = torch.nn.ELU()(layout)
+            assert bool(_same_bits(got, portable._elu(layout)).all()), f"elu {dtype} {n}"
+        expected = portable._elu(x, 0.7, 1.3, 0.9)
+        out = torch.empty(0, dtype=dtype)
+        torch.ops.aten.elu.out(x, 0.7, 1.3, 0.9, out=out)
+        assert bool(_same_bits(out, expected).all())
+        y = x.clone()
+        torch.ops.aten.elu_(y, 0.7, 1.3, 0.9)
+        assert bool(_same_bits(y, expected).all())
+        leaf = x.clone().requires_grad_()
+        torch.nn.functional.elu(leaf).backward(grad)
+        backward = portable._elu_backward(grad, 1.0, 1.0, 1.0, x)
+        assert leaf.grad is not None and bool(_same_bits(leaf.grad, backward).all()), n
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

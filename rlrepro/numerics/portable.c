@@ -224,3 +224,56 @@ int rl_softplus_backward_f64(const double *g, const double *x, double *y, int64_
     release(t, stack);
     return 0;
 }
+
+/* ELU in float64 (portable._elu): x < 0 ? expm1(x * input_scale) * (alpha * scale) : x * scale,
+ * expm1 by SLEEF for every value. */
+#define ELU(T, NAME)                                                                          \
+    int NAME(const T *x, T *y, int64_t n, double alpha, double scale, double input_scale) {   \
+        double stack[1 * SMALL], *t = scratch(1, n, stack);                                   \
+        if (t == NULL) return -1;                                                             \
+        double negcoef = alpha * scale;                                                       \
+        for (int64_t i = 0; i < n; ++i) t[i] = (double)x[i] * input_scale;                    \
+        vector_all(t, n, Sleef_expm1d4_u10);                                                  \
+        for (int64_t i = 0; i < n; ++i) {                                                     \
+            double xd = (double)x[i];                                                         \
+            y[i] = (T)(xd < 0.0 ? t[i] * negcoef : xd * scale);                               \
+        }                                                                                     \
+        release(t, stack);                                                                    \
+        return 0;                                                                             \
+    }
+ELU(float, rl_elu_f32)
+ELU(double, rl_elu_f64)
+
+/* ELU's gradient from its input, in float64 (portable._elu_backward): x <= 0 ?
+ * g * input_scale * (alpha * scale) * exp(x * input_scale) : g * scale, exp as rl_exp_f64. */
+#define ELU_BACKWARD(T, NAME)                                                                 \
+    int NAME(const T *g, const T *x, T *y, int64_t n, double alpha, double scale,             \
+             double input_scale) {                                                            \
+        double stack[4 * SMALL], *t = scratch(4, n, stack);                                   \
+        if (t == NULL) return -1;                                                             \
+        double negcoef = alpha * scale;                                                       \
+        for (int64_t i = 0; i < n; ++i) t[i] = (double)x[i] * input_scale;                    \
+        exp_f64(t, t, n, t + n);                                                              \
+        for (int64_t i = 0; i < n; ++i) {                                                     \
+            double gd = (double)g[i];                                                         \
+            y[i] = (T)((double)x[i] <= 0.0 ? gd * input_scale * negcoef * t[i] : gd * scale); \
+        }                                                                                     \
+        release(t, stack);                                                                    \
+        return 0;                                                                             \
+    }
+ELU_BACKWARD(float, rl_elu_backward_f32)
+ELU_BACKWARD(double, rl_elu_backward_f64)
+
+/* sigmoid in float64 (portable._sigmoid): 1 / (1 + exp(-x)), exp as rl_exp_f64. */
+#define SIGMOID(T, NAME)                                                                      \
+    int NAME(const T *x, T *y, int64_t n) {                                                   \
+        double stack[4 * SMALL], *t = scratch(4, n, stack);                                   \
+        if (t == NULL) return -1;                                                             \
+        for (int64_t i = 0; i < n; ++i) t[i] = -(double)x[i];                                 \
+        exp_f64(t, t, n, t + n);                                                              \
+        for (int64_t i = 0; i < n; ++i) y[i] = (T)(1.0 / (1.0 + t[i]));                       \
+        release(t, stack);                                                                    \
+        return 0;                                                                             \
+    }
+SIGMOID(float, rl_sigmoid_f32)
+SIGMOID(double, rl_sigmoid_f64)

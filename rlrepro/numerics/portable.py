@@ -1,4 +1,5 @@
-"""CPU kernels whose bits do not depend on the CPU, for the ops where ATen's may depend on it.
+"""CPU kernels whose bits depend on neither the CPU nor the C library, for the ops where ATen's
+may depend on one of them.
 
 ATen sends float32 and float64 `sqrt`, `exp`, `log` and `tanh` (and `pow(x, 0.5)`, which calls
 the sqrt kernel directly) to MKL's vector math library (seen with gdb: vmsSqrt, vmsExp, vmsLn,
@@ -6,7 +7,12 @@ vmsTanh are what the training paths of every algorithm call), whose code is chos
 runs on and is not correctly rounded. Measured with `tools/op_audit.py`: sqrt gives other bits on
 an AVX-512 AMD EPYC than on an emulated Haswell, Skylake or EPYC-Rome; exp, log and tanh gave the
 same bits on those, but nothing holds them to it on other CPUs (AVX-512 Intel ones could not be
-tried). `install()` registers, for the CPU dispatch key, kernels that never call MKL:
+tried). And ATen computes the values its vector loops leave over (n % 8 or n % 16 of them, and
+every value of a strided tensor) with the C library's float functions: softplus with `expf` and
+`log1pf`, ELU with `expm1f` and `expf`, sigmoid with `expf`, exp2 with `exp2`. glibc 2.41 made
+`log1pf` and `expm1f` correctly rounded, which changed every REINFORCE result
+(`python -m tools.op_audit libc`). `install()` registers, for the CPU dispatch key, kernels that
+call neither MKL nor the C library's math functions:
 
 - sqrt: numpy's `np.sqrt` on the tensors' memory, i.e. the hardware's correctly rounded square
   root (IEEE 754 requires it), so float32 and float64 results are exact on every CPU;
@@ -14,6 +20,9 @@ tried). `install()` registers, for the CPU dispatch key, kernels that never call
   (`exp2`, `expm1`, `log1p`, `frexp`; pinned to AVX2 by `ATEN_CPU_CAPABILITY`), then rounded to
   the input's dtype. For float32 this is the correctly rounded result except in the rare case of
   a float64 value within ~1e-14 of a rounding midpoint; for float64 it is within a few ulps.
+  exp2's inputs are padded to a multiple of 8 values, so that SLEEF computes every one;
+- sigmoid, softplus and ELU (with the gradients of softplus and ELU): the same way, in float64
+  from those pieces, rounded once.
 
 The functions below define the results. Registered as Python kernels they cost 12 us per tanh
 on 64 floats, against 1 us for MKL's. So `install()` compiles `portable.c` (the same values,
@@ -26,9 +35,9 @@ another CPU capability), it registers the functions below: the same bits, slower
 Other dtypes (integers, complex, half) go to ATen's own kernels unchanged. The autograd formulas
 stay ATen's (registration is at the CPU key, below Autograd), and so do `out=` semantics
 (resizing an empty or wrongly shaped `out`) and in-place forms. Ops not replaced here that also
-go to MKL (log2, log10, sin, cos, tan, asin, acos, atan, erf, erfc, erfinv; asin, acos, atan,
-tan and log10 measurably differ across CPUs) are on none of the training or evaluation paths of
-the pipeline's algorithms.
+go to MKL or the C library (log2, log10, sin, cos, tan, asin, acos, atan, erf, erfc, erfinv,
+sinh, cosh, asinh, acosh, atanh, atan2, gelu, mish) are on none of the training or evaluation
+paths of the pipeline's algorithms and activations.
 """
 
 import ctypes
@@ -131,6 +140,32 @@ def _softplus_backward(
     z = _exp(t)
     g = grad.double()
     return torch.where(t > threshold, g, g * z / (z + 1.0)).to(x.dtype)
+
+
+def _sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """sigmoid in float64: 1 / (1 + exp(-x)), exp as `_exp` (ATen's calls the C library's expf
+    for its loop tails)."""
+    return (1.0 / (1.0 + _exp(-x.double()))).to(x.dtype)
+
+
+def _elu(
+    x: torch.Tensor, alpha: float = 1.0, scale: float = 1.0, input_scale: float = 1.0
+) -> torch.Tensor:
+    """ELU in float64: x < 0 ? expm1(x * input_scale) * (alpha * scale) : x * scale (ATen's
+    calls the C library's expm1f for its loop tails, and expm1f changed in glibc 2.41)."""
+    xd = x.double()
+    negative = torch.expm1(xd * input_scale) * (alpha * scale)
+    return torch.where(xd < 0.0, negative, xd * scale).to(x.dtype)
+
+
+def _elu_backward(
+    grad: torch.Tensor, alpha: float, scale: float, input_scale: float, x: torch.Tensor
+) -> torch.Tensor:
+    """ELU's gradient from its input x, in float64: x <= 0 ?
+    grad * input_scale * (alpha * scale) * exp(x * input_scale) : grad * scale."""
+    xd, g = x.double(), grad.double()
+    negative = g * input_scale * (alpha * scale) * _exp(xd * input_scale)
+    return torch.where(xd <= 0.0, negative, g * scale).to(x.dtype)
 
 
 def _pow_half(x: torch.Tensor, exponent: Any) -> bool:
@@ -245,6 +280,71 @@ def _register_softplus(lib: torch.library.Library) -> None:
     lib.impl("softplus_backward.grad_input", impl_backward_out, "CPU", with_keyset=True)
 
 
+def _register_elu(lib: torch.library.Library) -> None:
+    """elu (functional, out= and in-place) and elu_backward from the input (functional and
+    out=) as `_elu` and `_elu_backward` for float32 and float64; the gradient from the result
+    (in-place ELU) calls no math function and stays ATen's."""
+    names = ("elu", "elu.out", "elu_", "elu_backward", "elu_backward.grad_input")
+    originals = {name: torch.library.get_kernel(f"aten::{name}", "CPU") for name in names}
+
+    def coefficients(*scalars: Any) -> tuple[float, float, float]:
+        alpha, scale, input_scale = (float(s) for s in scalars)
+        return alpha, scale, input_scale
+
+    def impl(keys: Any, x: torch.Tensor, alpha: Any = 1, scale: Any = 1, ins: Any = 1) -> Any:
+        if x.dtype in _FLOATS:
+            return _elu(x, *coefficients(alpha, scale, ins))
+        return originals["elu"].call_boxed(keys, x, alpha, scale, ins)
+
+    def impl_out(
+        keys: Any, x: torch.Tensor, alpha: Any = 1, scale: Any = 1, ins: Any = 1, *, out: Any
+    ) -> Any:
+        if x.dtype in _FLOATS and out.dtype == x.dtype:
+            return _write_out(_elu(x, *coefficients(alpha, scale, ins)), out)
+        return originals["elu.out"].call_boxed(keys, x, alpha, scale, ins, out=out)
+
+    def impl_(keys: Any, x: torch.Tensor, alpha: Any = 1, scale: Any = 1, ins: Any = 1) -> Any:
+        if x.dtype in _FLOATS:
+            return x.copy_(_elu(x, *coefficients(alpha, scale, ins)))
+        return originals["elu_"].call_boxed(keys, x, alpha, scale, ins)
+
+    def ours(grad: torch.Tensor, x: torch.Tensor, is_result: bool) -> bool:
+        same = grad.dtype == x.dtype and grad.shape == x.shape
+        return not is_result and x.dtype in _FLOATS and same
+
+    def impl_backward(
+        keys: Any, grad: Any, alpha: Any, scale: Any, ins: Any, is_result: bool, x: Any
+    ) -> Any:
+        if ours(grad, x, is_result):
+            return _elu_backward(grad, *coefficients(alpha, scale, ins), x)
+        return originals["elu_backward"].call_boxed(keys, grad, alpha, scale, ins, is_result, x)
+
+    def impl_backward_out(
+        keys: Any,
+        grad: Any,
+        alpha: Any,
+        scale: Any,
+        ins: Any,
+        is_result: bool,
+        x: Any,
+        *,
+        grad_input: Any,
+    ) -> Any:
+        if ours(grad, x, is_result) and grad_input.dtype == x.dtype:
+            result = _elu_backward(grad, *coefficients(alpha, scale, ins), x)
+            return _write_out(result, grad_input)
+        original = originals["elu_backward.grad_input"]
+        return original.call_boxed(
+            keys, grad, alpha, scale, ins, is_result, x, grad_input=grad_input
+        )
+
+    lib.impl("elu", impl, "CPU", with_keyset=True)
+    lib.impl("elu.out", impl_out, "CPU", with_keyset=True)
+    lib.impl("elu_", impl_, "CPU", with_keyset=True)
+    lib.impl("elu_backward", impl_backward, "CPU", with_keyset=True)
+    lib.impl("elu_backward.grad_input", impl_backward_out, "CPU", with_keyset=True)
+
+
 def _run(command: list[str]) -> None:
     """Run a compiler; :raises OSError: with its message when it fails or is missing."""
     done = subprocess.run(command, capture_output=True, text=True)
@@ -316,6 +416,7 @@ REPLACED: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "exp": _exp,
     "log": _log,
     "tanh": _tanh,
+    "sigmoid": _sigmoid,
 }
 
 
@@ -339,4 +440,5 @@ def install() -> None:
                 _register_unary(lib, name, compute)
             _register_pow(lib)
             _register_softplus(lib)
+            _register_elu(lib)
     _library = lib

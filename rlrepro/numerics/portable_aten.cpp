@@ -1,8 +1,8 @@
 // The portable kernels registered with ATen for the CPU, in C++: no Python call per op.
 //
 // `rl_install()` does what portable.py's Python registration does, with the same results:
-// sqrt, exp, log and tanh (functional, out= and in-place), pow(x, 0.5), and softplus and its
-// gradient, for float32 and float64. A contiguous tensor goes to portable.c; any other layout to the ATen ops of
+// sqrt, exp, log, tanh and sigmoid (functional, out= and in-place), pow(x, 0.5), softplus and
+// ELU and their gradients, for float32 and float64. A contiguous tensor goes to portable.c; any other layout to the ATen ops of
 // portable.py's functions, called in the same order; other dtypes to ATen's own kernel, taken
 // from the dispatcher before it is replaced.
 #include <ATen/ATen.h>
@@ -30,6 +30,12 @@ int rl_softplus_f32(const float *, float *, int64_t, double, double);
 int rl_softplus_f64(const double *, double *, int64_t, double, double);
 int rl_softplus_backward_f32(const float *, const float *, float *, int64_t, double, double);
 int rl_softplus_backward_f64(const double *, const double *, double *, int64_t, double, double);
+int rl_sigmoid_f32(const float *, float *, int64_t);
+int rl_sigmoid_f64(const double *, double *, int64_t);
+int rl_elu_f32(const float *, float *, int64_t, double, double, double);
+int rl_elu_f64(const double *, double *, int64_t, double, double, double);
+int rl_elu_backward_f32(const float *, const float *, float *, int64_t, double, double, double);
+int rl_elu_backward_f64(const double *, const double *, double *, int64_t, double, double, double);
 }
 
 namespace {
@@ -95,6 +101,11 @@ at::Tensor tanh_strided(const at::Tensor &x) {
   at::Tensor xd = x.to(at::kDouble);
   at::Tensor t = at::expm1(xd.abs() * -2.0);
   return at::copysign(-t / (t + 2.0), xd).to(x.scalar_type());
+}
+
+// portable._sigmoid as ATen ops: exp goes to the portable kernel registered below.
+at::Tensor sigmoid_strided(const at::Tensor &x) {
+  return (1.0 / (1.0 + at::exp(-x.to(at::kDouble)))).to(x.scalar_type());
 }
 
 struct Portable {
@@ -299,6 +310,98 @@ struct Softplus {
   }
 };
 
+// ELU and its gradient from the input (portable._elu, portable._elu_backward): ATen's call the C
+// library's expm1f and expf for the values its vector loop leaves over (and for every value of
+// a strided tensor). The gradient from the result (`is_result`, in-place ELU) calls no math
+// function and stays ATen's.
+struct Elu {
+  static inline std::optional<Original> functional, out_form, in_place, backward, backward_out;
+
+  static at::Tensor forward(const at::Tensor &self, const c10::Scalar &alpha, const c10::Scalar &scale,
+                            const c10::Scalar &input_scale) {
+    at::Tensor x = self.contiguous(), out = at::empty(x.sizes(), x.options());
+    double a = alpha.toDouble(), s = scale.toDouble(), i = input_scale.toDouble();
+    int failed = x.scalar_type() == at::kFloat
+                     ? rl_elu_f32(x.const_data_ptr<float>(), out.mutable_data_ptr<float>(), x.numel(), a, s, i)
+                     : rl_elu_f64(x.const_data_ptr<double>(), out.mutable_data_ptr<double>(), x.numel(), a, s, i);
+    TORCH_CHECK(failed == 0, "portable elu: no memory for ", x.numel(), " values");
+    return out;
+  }
+
+  static at::Tensor gradient(const at::Tensor &grad, const c10::Scalar &alpha, const c10::Scalar &scale,
+                             const c10::Scalar &input_scale, const at::Tensor &self) {
+    at::Tensor g = grad.contiguous(), x = self.contiguous(), out = at::empty(x.sizes(), x.options());
+    double a = alpha.toDouble(), s = scale.toDouble(), i = input_scale.toDouble();
+    int failed = x.scalar_type() == at::kFloat
+                     ? rl_elu_backward_f32(g.const_data_ptr<float>(), x.const_data_ptr<float>(),
+                                           out.mutable_data_ptr<float>(), x.numel(), a, s, i)
+                     : rl_elu_backward_f64(g.const_data_ptr<double>(), x.const_data_ptr<double>(),
+                                           out.mutable_data_ptr<double>(), x.numel(), a, s, i);
+    TORCH_CHECK(failed == 0, "portable elu_backward: no memory for ", x.numel(), " values");
+    return out;
+  }
+
+  static bool ours(const at::Tensor &grad, const at::Tensor &self) {
+    return floating(self) && grad.scalar_type() == self.scalar_type() && grad.sizes() == self.sizes();
+  }
+
+  static at::Tensor call(c10::DispatchKeySet keys, const at::Tensor &x, const c10::Scalar &alpha,
+                         const c10::Scalar &scale, const c10::Scalar &input_scale) {
+    if (floating(x)) return forward(x, alpha, scale, input_scale);
+    at::Tensor result;
+    functional->call(keys, {x, alpha, scale, input_scale}, &result);
+    return result;
+  }
+
+  static at::Tensor &call_out(c10::DispatchKeySet keys, const at::Tensor &x, const c10::Scalar &alpha,
+                              const c10::Scalar &scale, const c10::Scalar &input_scale, at::Tensor &out) {
+    if (floating(x) && out.scalar_type() == x.scalar_type()) {
+      return write_out(forward(x, alpha, scale, input_scale), out);
+    }
+    out_form->call(keys, {x, alpha, scale, input_scale, out}, nullptr);
+    return out;
+  }
+
+  static at::Tensor &call_(c10::DispatchKeySet keys, at::Tensor &x, const c10::Scalar &alpha,
+                           const c10::Scalar &scale, const c10::Scalar &input_scale) {
+    if (floating(x)) return x.copy_(forward(x, alpha, scale, input_scale));
+    in_place->call(keys, {x, alpha, scale, input_scale}, nullptr);
+    return x;
+  }
+
+  static at::Tensor call_backward(c10::DispatchKeySet keys, const at::Tensor &grad, const c10::Scalar &alpha,
+                                  const c10::Scalar &scale, const c10::Scalar &input_scale, bool is_result,
+                                  const at::Tensor &self_or_result) {
+    if (!is_result && ours(grad, self_or_result)) return gradient(grad, alpha, scale, input_scale, self_or_result);
+    at::Tensor result;
+    backward->call(keys, {grad, alpha, scale, input_scale, is_result, self_or_result}, &result);
+    return result;
+  }
+
+  static at::Tensor &call_backward_out(c10::DispatchKeySet keys, const at::Tensor &grad, const c10::Scalar &alpha,
+                                       const c10::Scalar &scale, const c10::Scalar &input_scale, bool is_result,
+                                       const at::Tensor &self_or_result, at::Tensor &grad_input) {
+    if (!is_result && ours(grad, self_or_result) && grad_input.scalar_type() == self_or_result.scalar_type()) {
+      return write_out(gradient(grad, alpha, scale, input_scale, self_or_result), grad_input);
+    }
+    backward_out->call(keys, {grad, alpha, scale, input_scale, is_result, self_or_result, grad_input}, nullptr);
+    return grad_input;
+  }
+
+  static void install(torch::Library &lib) {
+    functional = take("aten::elu", "");
+    out_form = take("aten::elu", "out");
+    in_place = take("aten::elu_", "");
+    backward = take("aten::elu_backward", "");
+    backward_out = take("aten::elu_backward", "grad_input");
+    lib.impl("elu", TORCH_FN(call));
+    lib.impl("elu.out", TORCH_FN(call_out));
+    lib.impl("elu_", TORCH_FN(call_));
+    lib.impl("elu_backward", TORCH_FN(call_backward));
+    lib.impl("elu_backward.grad_input", TORCH_FN(call_backward_out));
+  }
+};
+
 std::unique_ptr<torch::Library> library;
 
 // Drops warnings: "Overriding a previously registered kernel" is what rl_install does.
@@ -320,8 +423,10 @@ extern "C" int rl_install() {
     Unary<1>::install(*lib, "exp", {rl_exp_f32, rl_exp_f64, exp_strided});
     Unary<2>::install(*lib, "log", {rl_log_f32, rl_log_f64, log_strided});
     Unary<3>::install(*lib, "tanh", {rl_tanh_f32, rl_tanh_f64, tanh_strided});
+    Unary<4>::install(*lib, "sigmoid", {rl_sigmoid_f32, rl_sigmoid_f64, sigmoid_strided});
     PowHalf::install(*lib);
     Softplus::install(*lib);
+    Elu::install(*lib);
     library = std::move(lib);
     return 0;
   } catch (const std::exception &error) {
