@@ -22,6 +22,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+# The folder of a `python` shim for the stages (`tools.machines.shim`), set by `make verify`.
+SHIM_VAR = "RLREPRO_PYTHON_SHIM"
 TAIL_LINES = 12  # of a failing stage's stderr, in the runner's report
 
 
@@ -103,12 +105,16 @@ def collect(folder: Path, outs: tuple[str, ...]) -> dict[str, tuple[bytes, str]]
 
 def command(root: Path, job: Job) -> subprocess.CompletedProcess[str]:
     """Run `job.cmd` in `root`/`job.wdir` through the shell DVC uses, with this node's Python's
-    folder first on PATH and DVC_ROOT and DVC_STAGE set as `dvc repro` sets them."""
+    folder first on PATH (after the folder `SHIM_VAR` names, if set) and DVC_ROOT and DVC_STAGE
+    set as `dvc repro` sets them."""
     from dvc.env import DVC_ROOT, DVC_STAGE
     from dvc.stage.run import _make_cmd, get_executable
 
-    bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    # A `python` shim that sends stages to another machine (`tools.machines`, `make verify
+    # LIBC=...`) goes before this node's Python, which goes before the rest.
+    first = [os.environ[SHIM_VAR]] if os.environ.get(SHIM_VAR) else []
+    path = os.pathsep.join([*first, str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, "PATH": path}
     env.update({DVC_ROOT: str(root), DVC_STAGE: job.name})
     return subprocess.run(
         _make_cmd(get_executable(), job.cmd),

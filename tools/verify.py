@@ -40,7 +40,7 @@ from rlrepro.core import layout, params
 from rlrepro.core.errors import UserError
 from rlrepro.machine import ALLOW_PHYSICS_VAR
 from rlrepro.training import trace
-from tools import machines
+from tools import machines, remote
 from tools.pipeline import remove_outputs
 
 Committed = Callable[[str], str | None]
@@ -221,6 +221,8 @@ def _env(stats: bool, first: Path | None = None) -> dict[str, str]:
     physics check relaxed for --stats."""
     path = ([str(first)] if first is not None else []) + [str(Path(sys.executable).parent)]
     env = {**os.environ, "PATH": os.pathsep.join([*path, os.environ["PATH"]])}
+    if first is not None:  # the runner's tasks put their Python first: the shim goes before it
+        env[remote.SHIM_VAR] = str(first)
     if stats:
         env[ALLOW_PHYSICS_VAR] = "1"
     return env
