@@ -278,7 +278,9 @@ def test_physics_digest_is_stable_and_checked(tmp_path: Path) -> None:
     refs.write_text(
         json.dumps({"InvertedPendulum-v5": {"steps": 200, "seed": 0, "sha256": "0" * 64}})
     )
-    with pytest.raises(StageError, match="simulator parts from the reference"):
+    with pytest.raises(
+        StageError, match=r"simulator \(x86_64, MuJoCo [\d.]+\) parts from the reference"
+    ):
         physics_check("InvertedPendulum-v5", 200, 0, refs)
     with pytest.raises(StageError, match="no physics digest for CartPole-v1"):
         physics_check("CartPole-v1", 200, 0, refs)

@@ -36,7 +36,7 @@ def test_env_check_writes_machine_free_reports(params_file: Path, tmp_path: Path
     assert report_data["env"] == "InvertedPendulum-v5"
     assert report_data["reward_threshold"] == 950.0
     assert report_data["version_mismatches"] == []
-    assert report_data["key_versions"]["torch"] == "2.13.0"
+    assert report_data["key_versions"]["torch"] == "2.13.0+cpu"  # the lock names the CPU build
     text = (paths.reports / "pendulum-reinforce.json").read_text()
     assert str(ROOT) not in text and "/tmp" not in text and "\x1b" not in text
     assert json.loads(paths.facts.read_text())["cpu_count"] >= 1
@@ -56,7 +56,9 @@ def test_env_check_reuses_the_last_check_until_anything_it_covers_changes(
     refs = json.loads(paths.references.read_text())
     refs["CartPole-v1"]["sha256"] = "0" * 64
     paths.references.write_text(json.dumps(refs))  # the references changed: a full check runs
-    with pytest.raises(StageError, match="CartPole-v1: this machine's simulator parts"):
+    with pytest.raises(
+        StageError, match=r"CartPole-v1: this machine's simulator \(x86_64, MuJoCo [\d.]+\) parts"
+    ):
         env_check.env_check(raw, paths)
     paths.references.write_bytes((ROOT / "references" / "physics.json").read_bytes())
     record.unlink()  # no record of a last check: a full check
@@ -204,7 +206,7 @@ def test_plot_and_report(results: tuple[Path, Path]) -> None:
     text = report.report(raw, page)
     assert "| `cartpole-ppo` | CartPole-v1 | ppo | 8-8 tanh | 256 steps | 2 |" in text
     assert "![All experiments' learning curves](figures/all-curves.png)" in text
-    assert "| torch | 2.13.0 |" in text
+    assert "| torch | 2.13.0+cpu |" in text
     assert page.page.read_text() == text
 
 
