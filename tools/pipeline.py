@@ -254,10 +254,10 @@ class Pipeline:
         stage = self._stages[name]
         was = self._was.pop(name) if name in self._was else self._entry(stage)
         stage.save()
-        read = self._read.pop(name, None)
-        if read is not None and _dep_hashes(stage) != read:
+        read, now = self._read.pop(name, None), _dep_hashes(stage)
+        if read is not None and now != read:
             changed = [
-                d for (d, h), (_, now) in zip(read, _dep_hashes(stage), strict=True) if h != now
+                dep for (dep, then), (_, hashed) in zip(read, now, strict=True) if then != hashed
             ]
             raise InputsChangedError(
                 f"{name}: {', '.join(changed)} changed while it ran, so its outputs are of the "
