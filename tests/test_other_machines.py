@@ -23,8 +23,9 @@ from tools.machines import COMPUTING, CPU_MODELS, Machine, MachineError, shim
 
 def all_algorithms() -> dict[str, Any]:
     """Tiny params with every algorithm: PPO (one env; and 2 envs with VecNormalize and a
-    schedule on MuJoCo), A2C, DQN, SAC, TD3 (action noise), DDPG and REINFORCE; every activation
-    whose kernels call a math function (tanh, sigmoid, ELU; REINFORCE's softplus head)."""
+    schedule on MuJoCo), A2C (rewards normalised, observations not), DQN, SAC, TD3 (action
+    noise), DDPG and REINFORCE; every activation whose kernels call a math function (tanh,
+    sigmoid, ELU; REINFORCE's softplus head)."""
     data = tiny_params()
     data["seeds"] = [0]
     small = {"policy": {"hidden": [8], "activation": "relu"}, "budget": {"steps": 300}}
@@ -55,6 +56,7 @@ def all_algorithms() -> dict[str, Any]:
             "env": "CartPole-v1",
             "algo": "a2c",
             "policy": {"hidden": [8], "activation": "elu"},
+            "normalize": {"obs": False, "reward": True, "clip_obs": 10.0},
             "hyperparams": {"n_steps": 8},
         },
         "dqn": {

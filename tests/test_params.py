@@ -8,7 +8,7 @@ import pytest
 from rlrepro.core import params
 from rlrepro.core.errors import ParamsError
 from stages import env_check, evaluate, metrics, train
-from tests.conftest import ROOT, argv, tiny_params, train_paths, write_params
+from tests.conftest import ROOT, argv, evaluate_run, tiny_params, train_paths, write_params
 
 
 def _set(data: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
@@ -112,7 +112,7 @@ BAD_CASES = [
         [f"{PPO}.hyperparams.n_steps", "expected an integer, got 2.5"],
     ),
     (
-        lambda d: _set(d, f"{PPO}.hyperparams.batch_size", 0),
+        lambda d: _set(d, f"{PPO}.hyperparams.batch_size", 1),
         "cartpole-ppo",
         [f"{PPO}.hyperparams: ppo rejects them:", "batch_size"],
     ),
@@ -133,6 +133,58 @@ BAD_CASES = [
         [f"{PPO}.max_days", "expected a number > 0, got 0"],
     ),
     (lambda d: _set(d, "experiments", {}), "cartpole-ppo", ["experiments.cartpole-ppo"]),
+    (
+        lambda d: _set(d, f"{PPO}.policy.hidden", [8, 0]),
+        "cartpole-ppo",
+        [f"{PPO}.policy.hidden[1]: expected an integer >= 1, got 0"],
+    ),
+    (
+        lambda d: _set(d, f"{PPO}.hyperparams.gamma", 1.5),
+        "cartpole-ppo",
+        [f"{PPO}.hyperparams.gamma: expected a number in [0, 1], got 1.5"],
+    ),
+    (
+        lambda d: _set(d, f"{PPO}.hyperparams.gae_lambda", -0.1),
+        "cartpole-ppo",
+        [f"{PPO}.hyperparams.gae_lambda: expected a number in [0, 1], got -0.1"],
+    ),
+    (
+        lambda d: _set(
+            d, f"{PPO}.hyperparams.learning_rate", {"schedule": "linear", "start": -1, "end": 0}
+        ),
+        "cartpole-ppo",
+        [f"{PPO}.hyperparams.learning_rate.start: expected a number > 0, got -1"],
+    ),
+    (
+        lambda d: _set(d, f"{RF}.hyperparams.std_eps", 0.0),
+        "pendulum-reinforce",
+        [f"{RF}.hyperparams.std_eps: expected a number > 0, got 0.0"],
+    ),
+    (
+        lambda d: _set(d, f"{PPO}.normalize", {"obs": True, "reward": True, "clip_obs": 0.0}),
+        "cartpole-ppo",
+        [f"{PPO}.normalize.clip_obs: expected a number > 0, got 0.0"],
+    ),
+    (
+        lambda d: _set(d, f"{PPO}.n_envs", 2.5),
+        "cartpole-ppo",
+        [f"{PPO}.n_envs: expected an integer >= 1, got 2.5"],
+    ),
+    (
+        lambda d: _set(d, "foo", 1),
+        "cartpole-ppo",
+        ["params.yaml: foo: unknown key; accepted: env_check, evaluate, experiments"],
+    ),
+    (
+        lambda d: _set(d, "evalute", d.pop("evaluate")),
+        "cartpole-ppo",
+        ["params.yaml: evalute: unknown key; did you mean `evaluate`? accepted: "],
+    ),
+    (
+        lambda d: _set(d, f"{PPO}.polcy", d["experiments"]["cartpole-ppo"].pop("policy")),
+        "cartpole-ppo",
+        [f"{PPO}.polcy: unknown key; did you mean `policy`? accepted: algo, budget, env"],
+    ),
 ]
 
 
@@ -174,11 +226,48 @@ def test_env_check_rejects_unknown_env(tmp_path: Path, capsys: pytest.CaptureFix
     assert (paths.reports / "cartpole-ppo.json").read_text() == "{}\n"
 
 
-def test_evaluate_rejects_zero_episodes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write_params(tmp_path / "params.yaml", _set(tiny_params(), "evaluate.episodes", 0))
+@pytest.mark.parametrize("episodes", [0, -3, 2.5])
+def test_evaluate_rejects_episodes_below_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], episodes: float
+) -> None:
+    data = _set(tiny_params(), "evaluate.episodes", episodes)
+    path = write_params(tmp_path / "params.yaml", data)
     paths = evaluate.Paths(tmp_path / "m.zip", tmp_path / "e.csv", tmp_path / "e.json")
     assert evaluate.main(argv(path, paths)) == 2
-    assert "evaluate.episodes: expected an integer >= 1, got 0" in capsys.readouterr().err
+    expected = f"error: evaluate.episodes: expected an integer >= 1, got {episodes}\n"
+    assert capsys.readouterr().err == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "numerics:\n\ttorch_threads: 1\n",
+            "params.yaml:2:1: not valid YAML: while scanning for the next token found "
+            "character '\\t' that cannot start any token",
+        ),
+        (
+            "seeds: [0, 1\n",
+            (
+                "params.yaml:2:1: not valid YAML: while parsing a flow sequence expected ',' or "
+                "']', but got '<stream end>'"
+            ),
+        ),
+        (
+            "seeds: [0]\nseeds: [1]\n",
+            "params.yaml:2:1: not valid YAML: key 'seeds' written twice in one mapping",
+        ),
+    ],
+)
+def test_yaml_mistakes_name_the_line_and_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    paths = train_paths(tmp_path / "out", "cartpole-ppo")
+    assert train.main(argv(path, paths, exp="cartpole-ppo", seed=0)) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path}/{message}\n"
+    assert not paths.model.parent.exists()
 
 
 @pytest.mark.parametrize(
@@ -278,3 +367,49 @@ def test_a_budget_of_years_is_refused_after_seconds(
     assert " years at the " in lines[-1]
     assert f"raise {PPO}.max_days if it is intended" in lines[-1]
     assert not paths.model.parent.exists()
+
+
+NORMALIZE = {
+    "none": None,
+    "obs": {"obs": True, "reward": False, "clip_obs": 10.0},
+    "reward": {"obs": False, "reward": True, "clip_obs": 10.0},
+    "both": {"obs": True, "reward": True, "clip_obs": 10.0},
+}
+
+
+@pytest.mark.parametrize("normalize", sorted(NORMALIZE))
+@pytest.mark.parametrize("env", ["CartPole-v1", "Pendulum-v1"])  # Discrete, Box actions
+@pytest.mark.parametrize("algo", params.SB3_ALGORITHMS)
+def test_every_combination_trains_and_evaluates_or_is_refused_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], algo: str, env: str, normalize: str
+) -> None:
+    """Each algorithm on each kind of action space with each normalization either trains,
+    checkpoints and evaluates, or is refused in one line before any training step."""
+    hyperparams = {"n_steps": 16} if algo in ("ppo", "a2c") else {"learning_starts": 32}
+    if algo in ("ppo", "dqn", "sac", "td3", "ddpg"):
+        hyperparams["batch_size"] = 16
+    experiment = {
+        "env": env,
+        "algo": algo,
+        "budget": {"steps": 64},
+        "policy": {"hidden": [4], "activation": "tanh"},
+        "hyperparams": hyperparams,
+        "n_envs": 2,
+        "normalize": NORMALIZE[normalize],
+    }
+    data = tiny_params()
+    data["experiments"] = {"combo": experiment}
+    data["evaluate"]["episodes"] = 1
+    path = write_params(tmp_path / "params.yaml", data)
+    paths = train_paths(tmp_path / "out", "combo")
+    code = train.main(argv(path, paths, exp="combo", seed=0))
+    err = capsys.readouterr().err.strip().splitlines()
+    box_only = algo in ("sac", "td3", "ddpg")
+    if (algo == "dqn" and env == "Pendulum-v1") or (box_only and env == "CartPole-v1"):
+        assert code == 2 and len(err) == 1, err
+        assert err[0].startswith("error: experiments.combo.algo: ") and "action space" in err[0]
+        assert not paths.model.parent.exists()
+        return
+    assert code == 0, err
+    evaluated = evaluate_run(path, paths.model, tmp_path / "eval")
+    assert evaluated.episodes.read_text().count("\n") == 2  # the header and one episode

@@ -16,11 +16,10 @@ ENTRY = "vecnormalize.json"
 
 
 def stats_json(env: VecNormalize) -> bytes:
-    """`env`'s settings and running statistics, as canonical JSON (floats round-trip)."""
+    """`env`'s settings and running statistics, as canonical JSON (floats round-trip); the
+    observations' statistics only where it normalises them (SB3 keeps none otherwise)."""
     from stable_baselines3.common.running_mean_std import RunningMeanStd
 
-    obs_rms = env.obs_rms
-    assert isinstance(obs_rms, RunningMeanStd)  # a Box observation space, not a dict
     stats = {
         "norm_obs": env.norm_obs,
         "norm_reward": env.norm_reward,
@@ -28,13 +27,18 @@ def stats_json(env: VecNormalize) -> bytes:
         "clip_reward": env.clip_reward,
         "epsilon": env.epsilon,
         "gamma": env.gamma,
-        "obs_mean": obs_rms.mean.tolist(),
-        "obs_var": obs_rms.var.tolist(),
-        "obs_count": obs_rms.count,
         "ret_mean": env.ret_rms.mean.tolist(),
         "ret_var": env.ret_rms.var.tolist(),
         "ret_count": env.ret_rms.count,
     }
+    if env.norm_obs:
+        obs_rms = env.obs_rms
+        assert isinstance(obs_rms, RunningMeanStd)  # a Box observation space, not a dict
+        stats |= {
+            "obs_mean": obs_rms.mean.tolist(),
+            "obs_var": obs_rms.var.tolist(),
+            "obs_count": obs_rms.count,
+        }
     return canonical_json(stats).encode("utf-8")
 
 

@@ -6,6 +6,7 @@ names params may use (algorithms, activations, budget units) are defined here, o
 """
 
 import dataclasses
+import difflib
 import types
 import typing
 from pathlib import Path
@@ -27,6 +28,43 @@ ACTIVATIONS = {
     "sigmoid": "Sigmoid",
 }
 BUDGET_UNITS = {"reinforce": ("episodes", "steps"), **{a: ("steps",) for a in SB3_ALGORITHMS}}
+# The sections of a params file (`root`: where the code is, for dvc.yaml's `${root}`).
+SECTIONS = (
+    "root",
+    "numerics",
+    "env_check",
+    "resume",
+    "trace",
+    "seeds",
+    "evaluate",
+    "plot",
+    "stats",
+    "experiments",
+)
+# What each hyperparameter means bounds its value, whatever the algorithm (SB3's names; ours for
+# REINFORCE): (low, high, whether each bound is included). Integers are bounded by their type.
+_RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    **dict.fromkeys(("gamma", "gae_lambda"), (0.0, 1.0, True, True)),
+    **dict.fromkeys(
+        ("exploration_fraction", "exploration_initial_eps", "exploration_final_eps"),
+        (0.0, 1.0, True, True),
+    ),
+    "tau": (0.0, 1.0, False, True),
+    **dict.fromkeys(
+        ("learning_rate", "clip_range", "clip_range_vf", "max_grad_norm", "target_kl", "std_eps"),
+        (0.0, float("inf"), False, False),
+    ),
+    **dict.fromkeys(
+        ("ent_coef", "vf_coef", "weight_decay", "target_policy_noise", "target_noise_clip"),
+        (0.0, float("inf"), True, False),
+    ),
+    **dict.fromkeys(
+        ("n_steps", "batch_size", "n_epochs", "buffer_size", "policy_delay"),
+        (1, float("inf"), True, False),
+    ),
+    "target_update_interval": (1, float("inf"), True, False),
+    "learning_starts": (0, float("inf"), True, False),
+}
 
 T = TypeVar("T")
 
@@ -67,7 +105,7 @@ class Policy:
     :param activation: a name in `ACTIVATIONS`.
     """
 
-    hidden: tuple[int, ...]
+    hidden: tuple[int, ...] = dataclasses.field(metadata={"min": 1})
     activation: str
 
 
@@ -83,6 +121,10 @@ class Normalize:
     obs: bool
     reward: bool
     clip_obs: float
+
+    def __post_init__(self) -> None:
+        if not self.clip_obs > 0:
+            raise ParamsError(f"normalize.clip_obs: expected a number > 0, got {self.clip_obs}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,13 +225,49 @@ class Stats:
 
 
 def read(path: Path) -> dict[str, Any]:
-    """Read params.yaml as a mapping; :raises ParamsError: when it is missing or not a mapping."""
+    """Read params.yaml as a mapping of known sections.
+
+    :raises ParamsError: when it is missing, not YAML (naming the line and column), has a key
+        twice in one mapping, is not a mapping, or has a section this code does not know.
+    """
     if not path.is_file():
         raise ParamsError(f"{path}: no such params file")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        what = " ".join(filter(None, (err.context, err.problem)))
+        raise ParamsError(f"{where}: not valid YAML: {what}") from None
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: expected a mapping of sections at the top level")
+    for key in data:
+        if key not in SECTIONS:
+            raise ParamsError(f"{path}: {unknown_key(str(key), SECTIONS)}")
     return data
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping (YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} written twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def unknown_key(key: str, accepted: typing.Iterable[str]) -> str:
+    """`<key>: unknown key; did you mean <closest>? accepted: ...`, for an error message."""
+    choices = sorted(accepted)
+    close = difflib.get_close_matches(key, choices, n=1)
+    hint = f"did you mean `{close[0]}`? " if close else ""
+    return f"{key}: unknown key; {hint}accepted: {', '.join(choices)}"
 
 
 def section(raw: dict[str, Any], cls: type[T], key: str) -> T:
@@ -219,6 +297,8 @@ def experiment(raw: dict[str, Any], name: str) -> Experiment:
     )
     _check_env_id(exp.env, f"{where}.env")
     _check_budget(exp, where)
+    for key, value in exp.hyperparams.items():
+        _check_range(key, value, f"{where}.hyperparams.{key}")
     if exp.max_days <= 0:
         raise ParamsError(f"{where}.max_days: expected a number > 0, got {exp.max_days}")
     if exp.algo == "reinforce" and (exp.n_envs != 1 or exp.normalize is not None):
@@ -249,11 +329,9 @@ def build(cls: type[T], data: Any, where: str) -> T:
     if not isinstance(data, dict):
         raise ParamsError(f"{where}: expected a mapping, got {data!r}")
     fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - fields)
+    unknown = sorted(set(data) - fields, key=str)
     if unknown:
-        raise ParamsError(
-            f"{where}.{unknown[0]}: unknown key; accepted: {', '.join(sorted(fields))}"
-        )
+        raise ParamsError(f"{where}.{unknown_key(str(unknown[0]), fields)}")
     hints = typing.get_type_hints(cls)
     values = {}
     for field in dataclasses.fields(cls):  # type: ignore[arg-type]
@@ -261,19 +339,21 @@ def build(cls: type[T], data: Any, where: str) -> T:
         if field.name not in data and field.default is not dataclasses.MISSING:
             values[field.name] = field.default
             continue
-        values[field.name] = _coerce(_get(data, field.name, key), hints[field.name], key)
-        minimum = field.metadata.get("min")
-        if minimum is not None and values[field.name] < minimum:
-            raise ParamsError(f"{key}: expected an integer >= {minimum}, got {values[field.name]}")
-    return cls(**values)
+        minimum = field.metadata.get("min", 0)
+        values[field.name] = _coerce(_get(data, field.name, key), hints[field.name], key, minimum)
+    try:
+        return cls(**values)
+    except ParamsError as err:  # a check of the whole section, which names its own keys
+        raise ParamsError(f"{where.rpartition('.')[0]}.{err}".lstrip(".")) from None
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Check `value` against type `hint`; ints are positive or zero, a float takes an int."""
+def _coerce(value: Any, hint: Any, where: str, minimum: int = 0) -> Any:
+    """Check `value` against type `hint`; ints (of a tuple too) are at least `minimum`, a float
+    takes an int."""
     origin = typing.get_origin(hint)
     if origin is types.UnionType:  # `X | None`: none, or an X
         (inner,) = (arg for arg in typing.get_args(hint) if arg is not type(None))
-        return None if value is None else _coerce(value, inner, where)
+        return None if value is None else _coerce(value, inner, where, minimum)
     if dataclasses.is_dataclass(hint):
         return build(hint, value, where)  # type: ignore[arg-type]
     if hint is Any:
@@ -282,7 +362,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, list) or not value:
             raise ParamsError(f"{where}: expected a non-empty list, got {value!r}")
         return tuple(
-            _coerce(v, typing.get_args(hint)[0], f"{where}[{i}]") for i, v in enumerate(value)
+            _coerce(v, typing.get_args(hint)[0], f"{where}[{i}]", minimum)
+            for i, v in enumerate(value)
         )
     if origin is dict:
         if not isinstance(value, dict):
@@ -294,8 +375,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise ParamsError(f"{where}: expected true or false, got {value!r}")
         return value
     if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ParamsError(f"{where}: expected an integer >= 0, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ParamsError(f"{where}: expected an integer >= {minimum}, got {value!r}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -334,3 +415,24 @@ def _check_budget(exp: Experiment, where: str) -> None:
     ((unit, amount),) = exp.budget.items()
     if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
         raise ParamsError(f"{where}.budget.{unit}: expected an integer >= 1, got {amount!r}")
+
+
+def _check_range(key: str, value: Any, where: str) -> None:
+    """A hyperparameter's number, or each end of its linear schedule, within `_RANGES[key]`."""
+    if key not in _RANGES:
+        return
+    if isinstance(value, dict) and "start" in value and "end" in value:
+        _check_range(key, value["start"], f"{where}.start")
+        if value["end"] != 0:  # a schedule may decay to 0
+            _check_range(key, value["end"], f"{where}.end")
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return  # not a number (e.g. SAC's `ent_coef: auto`): SB3 checks it
+    low, high, low_in, high_in = _RANGES[key]
+    if (value >= low if low_in else value > low) and (value <= high if high_in else value < high):
+        return
+    if high == float("inf"):
+        relation = ">=" if low_in else ">"
+        raise ParamsError(f"{where}: expected a number {relation} {low:g}, got {value}")
+    interval = f"{'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
+    raise ParamsError(f"{where}: expected a number in {interval}, got {value}")
