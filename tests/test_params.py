@@ -99,7 +99,10 @@ BAD_CASES = [
     (
         lambda d: _set(d, f"{PPO}.hyperparams.learning_rat", 0.1),
         "cartpole-ppo",
-        [f"{PPO}.hyperparams.learning_rat", "unknown hyperparameter of ppo", "learning_rate"],
+        [
+            f"{PPO}.hyperparams.learning_rat: unknown hyperparameter of ppo; did you mean "
+            "`learning_rate`? accepted: "
+        ],
     ),
     (
         lambda d: _set(d, f"{RF}.hyperparams.learning_rate", "1e-4"),
@@ -413,3 +416,19 @@ def test_every_combination_trains_and_evaluates_or_is_refused_before_training(
     assert code == 0, err
     evaluated = evaluate_run(path, paths.model, tmp_path / "eval")
     assert evaluated.episodes.read_text().count("\n") == 2  # the header and one episode
+
+
+def test_the_runner_checks_every_experiment_before_any_stage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make repro` refuses a hyperparameter the last experiment's algorithm does not take
+    before the first experiment trains: one line naming the file and the key, exit 2."""
+    from tools import run
+
+    data = _set(tiny_params(), f"{RF}.hyperparams.learning_rat", 0.1)
+    write_params(tmp_path / "params.yaml", data)
+    assert run.main([str(tmp_path / "dvc.yaml")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path}/params.yaml: {RF}.hyperparams.learning_rat: unknown key; did you "
+        "mean `learning_rate`? accepted: gamma, learning_rate, std_eps, weight_decay\n"
+    )

@@ -419,18 +419,24 @@ def _inside(path: str, outs: Iterable[str]) -> bool:
 
 
 def check_params(targets: list[str]) -> None:
-    """Check what DVC itself reads from each target pipeline's params.yaml to expand its stages
-    (`seeds`, the experiments' names): DVC's own error for `seeds: abc` names no key.
+    """Check each target pipeline's params.yaml before any stage runs: what DVC itself reads to
+    expand the stages (`seeds`, the experiments' names; DVC's own error for `seeds: abc` names no
+    key), then every experiment as its train stage will (`training.check`: algorithm, action
+    space, hyperparameters), so that a mistake in the last experiment stops the run before the
+    first one trains.
 
     :raises ParamsError: naming the file and the key.
     """
+    from rlrepro import training
+
     pipelines = [Path(t) for t in targets if t.endswith("dvc.yaml")] or [Path("dvc.yaml")]
     for pipeline in pipelines:
         file = pipeline.parent / "params.yaml"
         raw = params.read(file)
         try:
             params.seeds(raw)
-            params.section_names(raw, "experiments")
+            for name in params.section_names(raw, "experiments"):
+                training.check(params.experiment(raw, name), name)
         except ParamsError as err:
             raise ParamsError(f"{file}: {err}") from None
 

@@ -262,12 +262,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def unknown_key(key: str, accepted: typing.Iterable[str]) -> str:
-    """`<key>: unknown key; did you mean <closest>? accepted: ...`, for an error message."""
+def unknown_key(key: str, accepted: typing.Iterable[str], what: str = "key") -> str:
+    """`<key>: unknown <what>; did you mean `<closest>`? accepted: ...`, for an error message."""
     choices = sorted(accepted)
     close = difflib.get_close_matches(key, choices, n=1)
     hint = f"did you mean `{close[0]}`? " if close else ""
-    return f"{key}: unknown key; {hint}accepted: {', '.join(choices)}"
+    return f"{key}: unknown {what}; {hint}accepted: {', '.join(choices)}"
 
 
 def section(raw: dict[str, Any], cls: type[T], key: str) -> T:

@@ -26,7 +26,7 @@ from rlrepro.agents.algorithms import sb3_actor, sb3_class
 from rlrepro.agents.networks import activation
 from rlrepro.agents.rollout import Actor, Episode
 from rlrepro.core.errors import ParamsError
-from rlrepro.core.params import Experiment
+from rlrepro.core.params import Experiment, unknown_key
 from rlrepro.training.recording import Recording
 from rlrepro.training.snapshot import Snapshots
 
@@ -60,8 +60,7 @@ def check(exp: Experiment, name: str, action_space: gym.Space[Any]) -> None:
     for key in sorted(exp.hyperparams):
         if key not in accepted:
             raise ParamsError(
-                f"{where}.{key}: unknown hyperparameter of {exp.algo}; "
-                f"accepted: {', '.join(accepted)}"
+                f"{where}.{unknown_key(key, accepted, f'hyperparameter of {exp.algo}')}"
             )
         default, value = signature[key].default, exp.hyperparams[key]
         if isinstance(default, int | float) and isinstance(value, str):
