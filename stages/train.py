@@ -68,7 +68,7 @@ def job(raw: dict[str, Any], name: str, seed: int) -> Job:
         resume = params.section(raw, params.Resume, "resume")
         shaping = {key: raw.get(key) for key in ("numerics", "trace")}
         shaping.update(experiment=raw["experiments"][name], seed=seed)
-        key = snapshot.run_key(shaping, snapshot.code_digest([Path(__file__)]))
+        key = snapshot.run_key(shaping, snapshot.code_digest("train", str(raw.get("root", "."))))
     result = Job(
         name,
         seed,

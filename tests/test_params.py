@@ -432,3 +432,55 @@ def test_the_runner_checks_every_experiment_before_any_stage(
         f"error: {tmp_path}/params.yaml: {RF}.hyperparams.learning_rat: unknown key; did you "
         "mean `learning_rate`? accepted: gamma, learning_rate, std_eps, weight_decay\n"
     )
+
+
+def test_a_snapshot_that_cannot_be_written_is_one_line_and_the_rerun_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk under `snapshots/` (a real tmpfs holding only the last snapshot): the next
+    snapshot write stops the stage with one line and exit 2, the last snapshot stays whole, no
+    output is written, and a rerun with room resumes from it to the same bytes as a run never
+    stopped."""
+    import shutil
+    import subprocess
+
+    from rlrepro.core import faults
+    from rlrepro.training.snapshot import FOLDER
+
+    data = tiny_params()
+    data.update(root=str(ROOT), resume={"every": 64})
+    data["experiments"]["cartpole-ppo"]["budget"] = {"steps": 512}
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")  # the snapshots' key reads its deps
+    path = write_params(tmp_path / "params.yaml", data)
+    whole = train_paths(tmp_path / "whole", "cartpole-ppo")
+    assert train.main(argv(path, whole, exp="cartpole-ppo", seed=0)) == 0
+    monkeypatch.setenv(faults.VARIABLE, "TERM@progress:200")  # stop with a snapshot
+    paths = train_paths(tmp_path / "out", "cartpole-ppo")
+    assert train.main(argv(path, paths, exp="cartpole-ppo", seed=0)) == 128 + 15
+    snapshot = (FOLDER / "cartpole-ppo-0.pkl").read_bytes()
+    pages = len(snapshot) // 4096 + 1
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={pages * 4}k", "tmpfs", str(FOLDER)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        (FOLDER / "cartpole-ppo-0.pkl").write_bytes(snapshot)
+        capsys.readouterr()
+        assert train.main(argv(path, paths, exp="cartpole-ppo", seed=0)) == 2
+        err = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+        assert err == [
+            "error: snapshots/cartpole-ppo-0.pkl: cannot write it (No space left on device); "
+            "free space or fix the folder's permissions, then rerun `dvc repro`"
+        ]
+        assert [p.name for p in FOLDER.iterdir()] == ["cartpole-ppo-0.pkl"]
+        assert (FOLDER / "cartpole-ppo-0.pkl").read_bytes() == snapshot
+    finally:
+        subprocess.run(["umount", str(FOLDER)], check=True)
+    assert not paths.model.exists()
+    assert train.main(argv(path, paths, exp="cartpole-ppo", seed=0)) == 0
+    assert "resuming cartpole-ppo seed 0 from step" in capsys.readouterr().err
+    assert paths.model.read_bytes() == whole.model.read_bytes()

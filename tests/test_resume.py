@@ -220,3 +220,18 @@ def test_a_snapshot_of_other_params_is_never_used(uninterrupted: Path, tmp_path:
     final = run(repo, "dvc", "repro", "--single-item", f"train@{exp}-0")
     assert "resuming" not in final.stderr
     assert outputs(repo, exp) == outputs(uninterrupted, exp)
+
+
+@pytest.mark.slow
+def test_a_snapshot_of_other_code_is_never_used(uninterrupted: Path, tmp_path: Path) -> None:
+    """The key covers every file of the train stage's code deps in dvc.yaml: an edit of a
+    compiled kernel's C source (not Python) after a kill makes the rerun start over."""
+    exp = "ppo"
+    repo = project(tmp_path / "rlrepro", resume_params(every=128))
+    _killed_run(repo, exp, f"KILL@progress:{EXPERIMENTS[exp]['budget']['steps'] * 9 // 10}")
+    assert (repo / "snapshots" / f"{exp}-0.pkl").is_file()
+    kernel = repo / "rlrepro" / "numerics" / "portable.c"
+    kernel.write_text(kernel.read_text() + "/* edited after the kill */\n")
+    final = run(repo, "dvc", "repro", "--single-item", f"train@{exp}-0")
+    assert "resuming" not in final.stderr
+    assert outputs(repo, exp) == outputs(uninterrupted, exp)  # a comment: the same bytes

@@ -9,7 +9,8 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +31,19 @@ def write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` atomically (temporary file in the same folder, then rename): the
     old file stays whole until the new one is complete.
 
-    :raises StageError: when the folder cannot be written (no permission, a full disk, a
-        read-only file system), in one line naming the file.
+    :raises StageError: when the folder cannot be written (`writing`).
     """
-    try:
+    with writing(path):
         _write(path, data)
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Inside, a failure to write `path` that is the user's to fix (no permission, a full disk,
+    a read-only file system) :raises StageError: in one line naming the file; any other
+    `OSError` propagates as it is."""
+    try:
+        yield
     except OSError as err:
         if err.errno not in _WRITE_ERRORS:
             raise

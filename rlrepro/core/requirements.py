@@ -1,5 +1,7 @@
 """The package lock (`requirements.txt`): its pins, and the installed versions that break them."""
 
+import site
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -49,3 +51,16 @@ def mismatches(requirements: list[Requirement]) -> list[str]:
         if installed == "not installed" or not req.specifier.contains(installed, prereleases=True):
             found.append(f"{req.name}: locked {req.specifier}, installed {installed}")
     return found
+
+
+def installed() -> list[str]:
+    """The names of the installed distributions' metadata folders (`name-version.dist-info`), in
+    every site-packages folder on the path, sorted: the versions, read without importing them."""
+    folders = {Path(p) for p in [*site.getsitepackages(), *sys.path] if p.endswith("-packages")}
+    return sorted(
+        entry.name
+        for folder in folders
+        if folder.is_dir()
+        for entry in folder.iterdir()
+        if entry.name.endswith((".dist-info", ".egg-info"))
+    )

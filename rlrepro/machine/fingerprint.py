@@ -12,10 +12,11 @@ the last check's record (`reports/machine/env_check.json`) to force a full check
 
 import hashlib
 import platform
-import site
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+
+from rlrepro.core import requirements
 
 
 def _cpu() -> str:
@@ -27,24 +28,12 @@ def _cpu() -> str:
     return "\n".join(line for line in lines if line.startswith(("model name", "flags")))
 
 
-def _distributions() -> list[str]:
-    """The names of the installed distributions' metadata folders (`name-version.dist-info`)."""
-    folders = {Path(p) for p in [*site.getsitepackages(), *sys.path] if p.endswith("-packages")}
-    return sorted(
-        entry.name
-        for folder in folders
-        if folder.is_dir()
-        for entry in folder.iterdir()
-        if entry.name.endswith((".dist-info", ".egg-info"))
-    )
-
-
 def fingerprint(files: Iterable[Path], settings: str) -> str:
     """The sha256 (hex) of this machine and its packages, the bytes of `files` (the lock, the
     references, the check's code) and `settings` (what params ask the check for)."""
     digest = hashlib.sha256()
     libc = " ".join(platform.libc_ver())
-    machine = (_cpu(), platform.machine(), sys.version, libc, "\n".join(_distributions()))
+    machine = (_cpu(), platform.machine(), sys.version, libc, "\n".join(requirements.installed()))
     for part in (*machine, settings):
         digest.update(part.encode() + b"\0")
     for file in files:

@@ -18,8 +18,10 @@ Pickle needs help in four places, given by `_Pickler`:
 
 A snapshot is this machine's scratch file: it lives in `snapshots/` (ignored by git and DVC),
 is never pushed or shared, and is loaded only when its key matches. The key hashes everything
-that shapes the run (the experiment's params, seed, trace and numerics settings, the training
-code and `requirements.txt`), so a snapshot of another run, or of older code, is never used.
+that shapes the run (the experiment's params, seed, trace and numerics settings, every file of
+the train stage's code deps in `dvc.yaml`, compiled kernels' sources included, and the installed
+packages' versions), so a snapshot of another run, of older code or of other packages is never
+used.
 Written atomically (a temporary file, fsync, rename), it is either whole or absent; a run that
 finishes removes it.
 """
@@ -40,14 +42,14 @@ from typing import Any
 import mujoco
 import numpy as np
 import torch
+import yaml
 from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.vec_env import VecNormalize
 
-import rlrepro
-from rlrepro.core import faults
-from rlrepro.core.errors import StoppedError
-from rlrepro.core.files import canonical_json
+from rlrepro.core import faults, requirements
+from rlrepro.core.errors import StageError, StoppedError
+from rlrepro.core.files import canonical_json, writing
 
 FOLDER = Path("snapshots")  # relative to the stage's folder; untracked
 _INTEGRATION = mujoco.mjtState.mjSTATE_INTEGRATION
@@ -81,16 +83,34 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def code_digest(extra: list[Path]) -> str:
-    """sha256 of the `rlrepro` package's Python files, `extra` files and the lock file."""
-    root = Path(rlrepro.__file__).resolve().parent
+def code_digest(stage: str, root: str, pipeline: Path = Path("dvc.yaml")) -> str:
+    """sha256 of the code stage `stage` depends on and of the installed distributions.
+
+    The code is the stage's code deps as `pipeline` lists them (those under `${root}`, with
+    `root` from params), each folder's files read as DVC hashes them (no byte-code caches):
+    one list, in `dvc.yaml`, for DVC and for the snapshots. The distributions' names carry
+    their versions (`requirements.installed`).
+
+    :raises StageError: when `pipeline` is missing or has no such stage.
+    """
+    try:
+        deps = yaml.safe_load(pipeline.read_text(encoding="utf-8"))["stages"][stage]["deps"]
+    except (OSError, KeyError, TypeError) as err:
+        raise StageError(
+            f"{pipeline}: no `{stage}` stage with deps here ({err}); snapshots (params `resume`) "
+            "are keyed on its code deps: run the stage from its dvc.yaml's folder, or drop "
+            "`resume`"
+        ) from None
     digest = hashlib.sha256()
-    files = sorted(root.rglob("*.py")) + [Path(p).resolve() for p in extra]
-    files.append(root.parent / "requirements.txt")
-    for file in files:
-        name = file.relative_to(root.parent) if file.is_relative_to(root.parent) else file.name
-        digest.update(f"{name}\0".encode())
-        digest.update(file.read_bytes() if file.is_file() else b"<missing>")
+    for dep in sorted(d for d in deps if d.startswith("${root}/")):
+        top = Path(dep.replace("${root}", root, 1))
+        files = sorted(top.rglob("*")) if top.is_dir() else [top]
+        for file in files:
+            if file.is_dir() or "__pycache__" in file.parts or file.suffix == ".pyc":
+                continue
+            digest.update(f"{file.relative_to(top.parent)}\0".encode())
+            digest.update(file.read_bytes() if file.is_file() else b"<missing>")
+    digest.update("\n".join(requirements.installed()).encode())
     return digest.hexdigest()
 
 
@@ -164,18 +184,19 @@ class Snapshots:
         )
         body = buffer.getvalue()
         header = f"{self.key} {hashlib.sha256(body).hexdigest()}\n".encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            with temporary.open("wb") as file:
-                file.write(header)
-                file.write(body[: len(body) // 2])
-                file.flush()
-                faults.in_write()
-                file.write(body[len(body) // 2 :])
-                file.flush()
-                os.fsync(file.fileno())
-            temporary.replace(self.path)
+            with writing(self.path):  # a full disk: one line, the last snapshot stays whole
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with temporary.open("wb") as file:
+                    file.write(header)
+                    file.write(body[: len(body) // 2])
+                    file.flush()
+                    faults.in_write()
+                    file.write(body[len(body) // 2 :])
+                    file.flush()
+                    os.fsync(file.fileno())
+                temporary.replace(self.path)
         finally:
             temporary.unlink(missing_ok=True)
 
