@@ -6,7 +6,9 @@ import json
 import pickle
 import zipfile
 from pathlib import Path
+from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,7 +16,7 @@ import torch
 from packaging.requirements import Requirement
 from torch import nn
 
-from rlrepro.agents import checkpoint
+from rlrepro.agents import checkpoint, load_actor
 from rlrepro.agents.networks import GaussianPolicy, mlp
 from rlrepro.console import Progress
 from rlrepro.core.errors import CheckpointError, StageError
@@ -85,10 +87,19 @@ def test_sb3_train_freq_is_a_plain_tuple_that_sb3_loads(
     assert isinstance(restored, TrainFreq)
 
 
+META = {
+    "algo": "ppo",
+    "env": "CartPole-v1",
+    "experiment": "cartpole-ppo",
+    "seed": 0,
+    "network": {"hidden": [8], "activation": "tanh"},
+}
+
+
 def test_checkpoint_meta_round_trip_and_version_check(tmp_path: Path) -> None:
     path = tmp_path / "m.zip"
-    checkpoint.write(path, {"algo": "ppo"}, {"x": b"1"})
-    assert checkpoint.read_meta(path) == {"algo": "ppo", "format": checkpoint.FORMAT_VERSION}
+    checkpoint.write(path, META, {"x": b"1"})
+    assert checkpoint.read_meta(path) == {**META, "format": checkpoint.FORMAT_VERSION}
     bad = tmp_path / "old.zip"
     bad.write_bytes(checkpoint.canonical_zip({checkpoint.META_ENTRY: b'{"format": 0}'}))
     with pytest.raises(CheckpointError, match="checkpoint format 0"):
@@ -97,6 +108,54 @@ def test_checkpoint_meta_round_trip_and_version_check(tmp_path: Path) -> None:
     truncated.write_bytes(path.read_bytes()[:40])
     with pytest.raises(CheckpointError, match="not an rlrepro checkpoint"):
         checkpoint.read_meta(truncated)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"network": None}, "rlrepro.json.network: expected a mapping, got None"),
+        ({"seed": -1}, "rlrepro.json.seed: expected an integer >= 0, got -1"),
+        ({"algo": "xyz"}, "rlrepro.json.algo: unknown algorithm 'xyz'"),
+        ({"env": ""}, "rlrepro.json.env: expected a non-empty string, got ''"),
+        (
+            {"network": {"hidden": [0], "activation": "tanh"}},
+            "rlrepro.json.network.hidden[0]: expected an integer >= 1, got 0",
+        ),
+        (
+            {"network": {"hidden": [8], "activation": "swish"}},
+            "rlrepro.json.network.activation: unknown activation 'swish'",
+        ),
+        (
+            {"algo": "reinforce"},
+            "rlrepro.json.network: reinforce needs obs_dim, act_dim, std_eps",
+        ),
+        ({"extra": 1}, "rlrepro.json.extra: unknown key; accepted: algo, env, experiment"),
+    ],
+)
+def test_checkpoint_meta_fields_are_checked_one_line_each(
+    tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    path = tmp_path / "m.zip"
+    checkpoint.write(path, {**META, **change}, {})
+    with pytest.raises(CheckpointError) as caught:
+        checkpoint.read_meta(path)
+    assert str(caught.value).startswith(f"{path}: {message}")
+    assert str(caught.value).endswith("; retrain it with `dvc repro`")
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_meta_field_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "m.zip"
+    checkpoint.write(path, {k: v for k, v in META.items() if k != "network"}, {})
+    with pytest.raises(CheckpointError, match=r"m\.zip: rlrepro\.json\.network: missing key"):
+        checkpoint.read_meta(path)
+
+
+def test_a_checkpoint_without_its_weights_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "m.zip"
+    checkpoint.write(path, META, {})
+    with pytest.raises(CheckpointError, match=r"m\.zip: no `policy\.pth` entry; retrain it"):
+        load_actor(path, gym.make("CartPole-v1"))
 
 
 def test_write_bytes_replaces_atomically(tmp_path: Path) -> None:
@@ -283,6 +342,12 @@ def test_physics_digest_is_stable_and_checked(tmp_path: Path) -> None:
     ):
         physics_check("InvertedPendulum-v5", 200, 0, refs)
     with pytest.raises(StageError, match="no physics digest for CartPole-v1"):
+        physics_check("CartPole-v1", 200, 0, refs)
+    refs.write_text("{")
+    with pytest.raises(StageError, match=r"physics\.json: not valid JSON \(Expecting"):
+        physics_check("CartPole-v1", 200, 0, refs)
+    refs.unlink()
+    with pytest.raises(StageError, match=r"physics\.json: no such file; it is the repository's"):
         physics_check("CartPole-v1", 200, 0, refs)
 
 

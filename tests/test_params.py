@@ -1,14 +1,24 @@
 """Bad params stop a stage before any work, with one line naming the key; outputs stay."""
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from rlrepro.agents import checkpoint
 from rlrepro.core import params
 from rlrepro.core.errors import ParamsError
 from stages import env_check, evaluate, metrics, train
-from tests.conftest import ROOT, argv, evaluate_run, tiny_params, train_paths, write_params
+from tests.conftest import (
+    ROOT,
+    argv,
+    evaluate_run,
+    tiny_params,
+    train_paths,
+    train_run,
+    write_params,
+)
 
 
 def _set(data: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
@@ -484,3 +494,28 @@ def test_a_snapshot_that_cannot_be_written_is_one_line_and_the_rerun_resumes(
     assert train.main(argv(path, paths, exp="cartpole-ppo", seed=0)) == 0
     assert "resuming cartpole-ppo seed 0 from step" in capsys.readouterr().err
     assert paths.model.read_bytes() == whole.model.read_bytes()
+
+
+def test_evaluating_a_checkpoint_without_its_network_is_one_line(
+    params_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An SB3 zip with a hand-written `rlrepro.json` that lacks `network`: one line naming the
+    file and the field, exit 2, the earlier evaluation kept."""
+    import zipfile
+
+    model = train_run(params_file, tmp_path / "out", "cartpole-ppo").model
+    with zipfile.ZipFile(model) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    meta = json.loads(entries.pop("rlrepro.json"))
+    del meta["network"]
+    crafted = tmp_path / "crafted.zip"
+    checkpoint.write(crafted, meta, entries)
+    paths = evaluate.Paths(crafted, tmp_path / "e.csv", tmp_path / "e.json")
+    paths.episodes.write_text("earlier\n")
+    capsys.readouterr()  # the training's progress lines
+    assert evaluate.main(argv(params_file, paths)) == 2
+    assert capsys.readouterr().err == (
+        f"error: {crafted}: rlrepro.json.network: missing key; retrain it with `dvc repro`\n"
+    )
+    assert paths.episodes.read_text() == "earlier\n"
+    assert not paths.summary.exists()

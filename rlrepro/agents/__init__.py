@@ -28,15 +28,21 @@ def load_actor(path: Path, env: gym.Env[Any, Any]) -> Actor:
     meta = checkpoint.read_meta(path)
     entries = checkpoint.read_entries(path)
     if meta["algo"] == "reinforce":
-        policy = networks.load_gaussian(entries[networks.GAUSSIAN_ENTRY], meta["network"])
+        policy = networks.load_gaussian(
+            checkpoint.entry(entries, networks.GAUSSIAN_ENTRY, path), meta["network"]
+        )
         return networks.mean_actor(policy, env)
     stats = entries.get(normalize.ENTRY)
     normalized = normalize.normalizer(json.loads(stats) if stats else None)
-    weights = torch.load(io.BytesIO(entries["policy.pth"]), weights_only=True)
+    weights = torch.load(
+        io.BytesIO(checkpoint.entry(entries, "policy.pth", path)), weights_only=True
+    )
     act = algorithms.policy_actor(
         meta["algo"], weights, meta["network"]["activation"], env, normalized
     )
     if act is not None:
         return act
-    model = algorithms.safe_load(path, meta["algo"], entries["data"], env, meta["network"])
+    model = algorithms.safe_load(
+        path, meta["algo"], checkpoint.entry(entries, "data", path), env, meta["network"]
+    )
     return algorithms.sb3_actor(model, normalized)

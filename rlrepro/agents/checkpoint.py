@@ -14,6 +14,7 @@ that tuple back into its `TrainFreq` (`OffPolicyAlgorithm._convert_train_freq`).
 """
 
 import base64
+import dataclasses
 import io
 import json
 import pickle
@@ -22,7 +23,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from rlrepro.core.errors import CheckpointError
+from rlrepro.core import params
+from rlrepro.core.errors import CheckpointError, ParamsError
 from rlrepro.core.files import canonical_json, write_bytes
 
 FORMAT_VERSION = 1
@@ -34,6 +36,29 @@ _SB3_DROPPED_ENTRIES = ("system_info.txt",)
 _SB3_VOLATILE_KEYS = ("start_time", "ep_info_buffer", "ep_success_buffer")
 # SB3 describes each pickled class with the reprs of its members: "<function f at 0x7f...>".
 _MEMORY_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """`rlrepro.json`'s `network`: the policy's layers, and REINFORCE's Gaussian head."""
+
+    hidden: tuple[int, ...] = dataclasses.field(metadata={"min": 1})
+    activation: str
+    obs_dim: int | None = dataclasses.field(default=None, metadata={"min": 1})
+    act_dim: int | None = dataclasses.field(default=None, metadata={"min": 1})
+    std_eps: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Meta:
+    """`rlrepro.json`: what the agent is (`format` is checked first, on its own)."""
+
+    format: int
+    algo: str
+    env: str
+    experiment: str
+    seed: int
+    network: Network
 
 
 def canonical_zip(entries: dict[str, bytes]) -> bytes:
@@ -55,9 +80,10 @@ def write(path: Path, meta: dict[str, Any], entries: dict[str, bytes]) -> None:
 
 
 def read_meta(path: Path) -> dict[str, Any]:
-    """The `rlrepro.json` entry of checkpoint `path`.
+    """The `rlrepro.json` entry of checkpoint `path`, checked against `Meta`.
 
-    :raises CheckpointError: when `path` is not a zip with that entry, or of another format.
+    :raises CheckpointError: when `path` is not a zip with that entry, is of another format, or
+        a field is missing or malformed (one line naming the file and the field).
     """
     try:
         with zipfile.ZipFile(path) as archive:
@@ -66,12 +92,38 @@ def read_meta(path: Path) -> dict[str, Any]:
         raise CheckpointError(
             f"{path}: not an rlrepro checkpoint ({err}); retrain it with `dvc repro`"
         ) from None
-    if meta.get("format") != FORMAT_VERSION:
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+        found = meta.get("format") if isinstance(meta, dict) else meta
         raise CheckpointError(
-            f"{path}: checkpoint format {meta.get('format')!r}, "
+            f"{path}: checkpoint format {found!r}, "
             f"this code reads {FORMAT_VERSION}; retrain with `dvc repro`"
         )
+    try:
+        checked = params.build(Meta, meta, META_ENTRY)
+        network = checked.network
+        if checked.algo not in params.ALGORITHMS:
+            raise ParamsError(f"{META_ENTRY}.algo: unknown algorithm {checked.algo!r}")
+        if network.activation not in params.ACTIVATIONS:
+            raise ParamsError(
+                f"{META_ENTRY}.network.activation: unknown activation {network.activation!r}"
+            )
+        if checked.algo == "reinforce" and None in (
+            network.obs_dim,
+            network.act_dim,
+            network.std_eps,
+        ):
+            raise ParamsError(f"{META_ENTRY}.network: reinforce needs obs_dim, act_dim, std_eps")
+    except ParamsError as err:
+        raise CheckpointError(f"{path}: {err}; retrain it with `dvc repro`") from None
     return meta
+
+
+def entry(entries: dict[str, bytes], name: str, path: Path) -> bytes:
+    """Entry `name` of checkpoint `path`'s `entries`; :raises CheckpointError: naming both
+    when it has none."""
+    if name not in entries:
+        raise CheckpointError(f"{path}: no `{name}` entry; retrain it with `dvc repro`")
+    return entries[name]
 
 
 def read_entries(path: Path) -> dict[str, bytes]:

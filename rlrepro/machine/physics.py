@@ -54,12 +54,24 @@ def _action(space: gym.Space[Any], rng: np.random.Generator) -> Any:
 def check(env_id: str, steps: int, seed: int, references: Path) -> str:
     """The digest of `env_id`'s fixed rollout, checked against the committed `references`.
 
-    :raises StageError: when there is no reference for `env_id`, `steps` and `seed`, or the
+    :raises StageError: when `references` is missing or not JSON, has no reference for
+        `env_id`, `steps` and `seed`, or the
         digest differs from it (unless `ALLOW_PHYSICS_VAR` is 1: then a warning on stderr).
     """
+    if not references.is_file():
+        raise StageError(
+            f"{references}: no such file; it is the repository's physics references: restore it "
+            f"(`git checkout -- {references.name}` in its folder), or record this machine's with "
+            "`make digests`"
+        )
+    try:
+        known = json.loads(references.read_text())
+    except json.JSONDecodeError as err:
+        raise StageError(
+            f"{references}: not valid JSON ({err}); restore it with git, or `make digests`"
+        ) from None
     digest = rollout_digest(env_id, steps, seed)
-    known = json.loads(references.read_text()) if references.is_file() else {}
-    expected = known.get(env_id, {})
+    expected = known.get(env_id, {}) if isinstance(known, dict) else {}
     if expected.get("steps") != steps or expected.get("seed") != seed:
         raise StageError(
             f"{references}: no physics digest for {env_id} with steps={steps}, seed={seed}; "
