@@ -27,6 +27,7 @@ from rlrepro.core import layout, params
 from rlrepro.core.files import remove_others, write_bytes
 from rlrepro.results import read_stats
 from rlrepro.results.curves import mean_curve, read_curve
+from rlrepro.results.stats import MIN_RUNS
 
 # PNG metadata matplotlib would stamp with its version: left out, so bytes depend on data only.
 _PNG_METADATA: dict[str, str | None] = {"Software": None}
@@ -93,30 +94,36 @@ def figure(
 
 
 def iqm_figure(metrics: dict[str, dict[str, Any]], confidence: float) -> bytes:
-    """A point plot of each experiment's final IQM with its bootstrap interval."""
+    """A point plot of each experiment's IQM over runs, with its bootstrap interval where the
+    metrics have one (enough runs), and the mean over runs with its t interval."""
     names = sorted(metrics)
     with matplotlib.rc_context(matplotlib.rcParamsDefault):
         fig = Figure(figsize=(8.0, 0.6 * len(names) + 2.0), dpi=100)
         ax = fig.subplots()
-        for row, name in enumerate(names):
-            m = metrics[name]
-            low, high = m["return_iqm_ci_low"], m["return_iqm_ci_high"]
-            ax.errorbar(
-                m["return_iqm"],
-                row,
-                xerr=[[m["return_iqm"] - low], [high - m["return_iqm"]]],
-                fmt="o",
-                capsize=4,
-                label=f"{name} ({m['seeds']} seeds)",
-            )
-        ax.set_yticks(range(len(names)), [f"{n} ({metrics[n]['seeds']} seeds)" for n in names])
+        for key, label, marker, shift in (
+            ("return_iqm", "IQM", "o", 0.1),
+            ("return_mean", "mean", "s", -0.1),
+        ):
+            for row, name in enumerate(names):
+                m = metrics[name]
+                low, high = m.get(f"{key}_ci_low", m[key]), m.get(f"{key}_ci_high", m[key])
+                ax.errorbar(
+                    m[key],
+                    row + shift,
+                    xerr=[[m[key] - low], [high - m[key]]],
+                    fmt=marker,
+                    color=f"C{0 if key == 'return_iqm' else 1}",
+                    capsize=4,
+                    label=label if row == 0 else None,
+                )
+        ax.set_yticks(range(len(names)), [f"{n} ({metrics[n]['runs']} runs)" for n in names])
         ax.set(
-            xlabel="evaluation return, interquartile mean over seeds x episodes",
-            title=f"Final performance ({min(m['seeds'] for m in metrics.values())} seeds each)\n"
-            f"IQM with {confidence:.0%} bootstrap interval",
+            xlabel="evaluation return over runs (a run's score: its mean episode return)",
+            title=f"Final performance, with {confidence:.0%} intervals over runs\n"
+            f"IQM: bootstrap (shown from {MIN_RUNS} runs); mean: Student's t",
         )
         ax.grid(alpha=0.3, axis="x")
-        ax.legend(loc="best", fontsize="small", title="IQM and interval")
+        ax.legend(loc="best", fontsize="small")
         return _png(fig)
 
 

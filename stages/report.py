@@ -15,6 +15,7 @@ from rlrepro import console
 from rlrepro.core import params, requirements
 from rlrepro.core.files import write_bytes
 from rlrepro.results import read_stats
+from rlrepro.results.stats import MIN_RUNS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,22 +32,65 @@ def _budget(exp: params.Experiment) -> str:
     return f"{amount:,} {unit}"
 
 
+def _interval(m: dict[str, Any], key: str) -> str:
+    """`value [low, high]` of statistic `key` (e.g. `return_iqm`), or the value alone."""
+    if f"{key}_ci_low" not in m:
+        return f"{m[key]:.1f}"
+    return f"{m[key]:.1f} [{m[f'{key}_ci_low']:.1f}, {m[f'{key}_ci_high']:.1f}]"
+
+
 def _row(name: str, exp: params.Experiment, m: dict[str, Any]) -> str:
-    low, high = m["return_iqm_ci_low"], m["return_iqm_ci_high"]
-    iqm = f"{m['return_iqm']:.1f} [{low:.1f}, {high:.1f}]"
-    mean = f"{m['return_mean']:.1f} ± {m['return_std']:.1f}"
-    success = f"{m['success_rate']:.1%}" if "success_rate" in m else "-"
-    if "seeds_reaching_threshold" in m:
-        reached = f"{m['seeds_reaching_threshold']} of {m['seeds']}"
+    success = f"{m['episodes_success_rate']:.1%}" if "episodes_success_rate" in m else "-"
+    if "runs_reaching_threshold" in m:
+        reached = f"{m['runs_reaching_threshold']} of {m['runs']}"
         if "steps_to_threshold_mean" in m:
             reached += f", {m['steps_to_threshold_mean']:,.0f} steps"
     else:
         reached = "not evaluated during training"
     network = "-".join(str(h) for h in exp.policy.hidden) + f" {exp.policy.activation}"
     return (
-        f"| `{name}` | {exp.env} | {exp.algo} | {network} | {_budget(exp)} | {m['seeds']} "
-        f"| {iqm} | {mean} | {success} | {reached} |"
+        f"| `{name}` | {exp.env} | {exp.algo} | {network} | {_budget(exp)} | {m['runs']} "
+        f"| {_interval(m, 'return_iqm')} | {_interval(m, 'return_mean')} | {success} "
+        f"| {reached} |"
     )
+
+
+def verdict(x: str, y: str, entry: dict[str, float]) -> str:
+    """What the interval of the probability that `x` improves on `y` supports."""
+    if "ci_low" not in entry:
+        return f"too few runs for an interval (fewer than {MIN_RUNS} each)"
+    if entry["ci_low"] > 0.5:
+        return f"`{x}` better"
+    if entry["ci_high"] < 0.5:
+        return f"`{y}` better"
+    return "no difference shown"
+
+
+def comparisons(metrics: dict[str, Any]) -> list[str]:
+    """The table of every pair of experiments on one env: the probability of improvement with
+    its interval, and the verdict it supports; none when no two experiments share an env."""
+    rows = []
+    for x in sorted(metrics):
+        for y, entry in sorted(metrics[x].get("improvement_over", {}).items()):
+            if x < y:
+                probability = f"{entry['probability']:.2f}"
+                if "ci_low" in entry:
+                    probability += f" [{entry['ci_low']:.2f}, {entry['ci_high']:.2f}]"
+                rows.append(f"| `{x}` | `{y}` | {probability} | {verdict(x, y, entry)} |")
+    if not rows:
+        return []
+    return [
+        "## Comparisons",
+        "",
+        "The probability of improvement of X over Y is P(a run of X scores more than a run of "
+        "Y), ties counted half, over every pair of their runs (rliable's definition); 0.5 is "
+        "no difference. A verdict needs the whole interval on one side of 0.5.",
+        "",
+        "| X | Y | P(X > Y) [CI] | verdict |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def page(raw: dict[str, Any], metrics: dict[str, Any], versions: dict[str, str]) -> str:
@@ -64,19 +108,23 @@ def page(raw: dict[str, Any], metrics: dict[str, Any], versions: dict[str, str])
         "",
         f"Each experiment was trained once per seed ({', '.join(map(str, seeds))}) and its final "
         f"deterministic policy played {evaluation.episodes} evaluation episodes per seed "
-        f"(episode *i* reset with seed {evaluation.seed} + *i*). Statistics pool every seed's "
-        "episodes. IQM is the interquartile mean; its interval is a "
-        f"{settings.confidence:.0%} percentile bootstrap ({settings.bootstrap_samples:,} "
-        f"replicates, seed {settings.seed}) that resamples seeds, then each drawn seed's "
-        "episodes. Success is an "
-        "episode at or above the env's reward threshold; *reached* counts the seeds whose "
-        "periodic evaluation during training reached it, and their mean env steps to get there.",
+        f"(episode *i* reset with seed {evaluation.seed} + *i*). A run (one seed) scores the "
+        "mean return of its episodes. The IQM (interquartile mean) and the mean are over the "
+        f"runs' scores. The IQM's {settings.confidence:.0%} interval is a percentile bootstrap "
+        f"over runs ({settings.bootstrap_samples:,} replicates, seed {settings.seed}), shown "
+        f"from {MIN_RUNS} runs: with fewer it covers less than its level "
+        "(docs/statistics.md). The mean's is Student's t over the runs' scores. Success is the "
+        "share of all episodes at or above the env's reward threshold; *reached* counts the "
+        "runs whose periodic evaluation during training reached it, and their mean env steps "
+        "to get there.",
         "",
-        "| experiment | env | algorithm | network | budget | seeds "
-        f"| IQM [{settings.confidence:.0%} CI] | mean ± std | success | reached threshold |",
+        "| experiment | env | algorithm | network | budget | runs "
+        f"| IQM [{settings.confidence:.0%} CI] | mean [{settings.confidence:.0%} CI] "
+        "| success | reached threshold |",
         "|---|---|---|---|---|---|---|---|---|---|",
         *(_row(name, experiments[name], metrics[name]) for name in names),
         "",
+        *comparisons(metrics),
         "## Figures",
         "",
         "Learning curves: the moving average of training episode returns, mean over seeds with a "
