@@ -1,6 +1,10 @@
 """Bad params stop a stage before any work, with one line naming the key; outputs stay."""
 
+import contextlib
 import json
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +18,8 @@ from tests.conftest import (
     ROOT,
     argv,
     evaluate_run,
+    make_project,
+    run,
     tiny_params,
     train_paths,
     train_run,
@@ -37,6 +43,23 @@ def _delete(data: dict[str, Any], dotted: str) -> dict[str, Any]:
         node = node[key]
     del node[last]
     return data
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, options: str) -> Iterator[None]:
+    """A real tmpfs mounted on `folder` with mount `options` while inside (the test skips
+    where mounting is not allowed)."""
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
 
 
 PPO = "experiments.cartpole-ppo"
@@ -335,19 +358,10 @@ def test_unwritable_output_is_one_line_and_keeps_what_was_there(
     words: str,
 ) -> None:
     """A full disk and a read-only file system, as real small tmpfs mounts."""
-    import subprocess
-
     folder = tmp_path / "mounted"
     folder.mkdir()
     (folder / "cartpole-ppo-0.zip").write_bytes(b"earlier")  # under the mount: hidden
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"{options},size=64k", "tmpfs", str(folder)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with tmpfs(folder, f"{options},size=64k"):
         paths = train_paths(folder, "cartpole-ppo")
         if options != "ro":
             paths.curve.write_text("earlier curve\n")
@@ -360,8 +374,6 @@ def test_unwritable_output_is_one_line_and_keeps_what_was_there(
         if options != "ro":
             assert paths.curve.read_text() == "earlier curve\n"
             assert sorted(p.name for p in folder.iterdir()) == [paths.curve.name, "filler"]
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
 
 
 def test_a_budget_of_years_is_refused_after_seconds(
@@ -428,20 +440,21 @@ def test_every_combination_trains_and_evaluates_or_is_refused_before_training(
     assert evaluated.episodes.read_text().count("\n") == 2  # the header and one episode
 
 
-def test_the_runner_checks_every_experiment_before_any_stage(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.mark.slow
+def test_the_runner_checks_every_experiment_before_any_stage(tmp_path: Path) -> None:
     """`make repro` refuses a hyperparameter the last experiment's algorithm does not take
-    before the first experiment trains: one line naming the file and the key, exit 2."""
-    from tools import run
-
+    before the first experiment trains: one line naming the file and the key, exit 2, no
+    training output."""
     data = _set(tiny_params(), f"{RF}.hyperparams.learning_rat", 0.1)
-    write_params(tmp_path / "params.yaml", data)
-    assert run.main([str(tmp_path / "dvc.yaml")]) == 2
-    assert capsys.readouterr().err == (
-        f"error: {tmp_path}/params.yaml: {RF}.hyperparams.learning_rat: unknown key; did you "
-        "mean `learning_rate`? accepted: gamma, learning_rate, std_eps, weight_decay\n"
+    repo = make_project(tmp_path / "rlrepro", data)
+    result = run(repo, sys.executable, "-m", "tools.run", check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"error: params.yaml: {RF}.hyperparams.learning_rat: unknown key; did you "
+        "mean `learning_rate`? accepted: gamma, learning_rate, std_eps, weight_decay"
     )
+    assert "train@" not in result.stdout + result.stderr
+    assert not (repo / "models").exists()
 
 
 def test_a_snapshot_that_cannot_be_written_is_one_line_and_the_rerun_resumes(
@@ -452,7 +465,6 @@ def test_a_snapshot_that_cannot_be_written_is_one_line_and_the_rerun_resumes(
     output is written, and a rerun with room resumes from it to the same bytes as a run never
     stopped."""
     import shutil
-    import subprocess
 
     from rlrepro.core import faults
     from rlrepro.training.snapshot import FOLDER
@@ -470,14 +482,7 @@ def test_a_snapshot_that_cannot_be_written_is_one_line_and_the_rerun_resumes(
     assert train.main(argv(path, paths, exp="cartpole-ppo", seed=0)) == 128 + 15
     snapshot = (FOLDER / "cartpole-ppo-0.pkl").read_bytes()
     pages = len(snapshot) // 4096 + 1
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={pages * 4}k", "tmpfs", str(FOLDER)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with tmpfs(FOLDER, f"size={pages * 4}k"):  # room for the last snapshot only
         (FOLDER / "cartpole-ppo-0.pkl").write_bytes(snapshot)
         capsys.readouterr()
         assert train.main(argv(path, paths, exp="cartpole-ppo", seed=0)) == 2
@@ -488,8 +493,6 @@ def test_a_snapshot_that_cannot_be_written_is_one_line_and_the_rerun_resumes(
         ]
         assert [p.name for p in FOLDER.iterdir()] == ["cartpole-ppo-0.pkl"]
         assert (FOLDER / "cartpole-ppo-0.pkl").read_bytes() == snapshot
-    finally:
-        subprocess.run(["umount", str(FOLDER)], check=True)
     assert not paths.model.exists()
     assert train.main(argv(path, paths, exp="cartpole-ppo", seed=0)) == 0
     assert "resuming cartpole-ppo seed 0 from step" in capsys.readouterr().err

@@ -418,25 +418,27 @@ def _inside(path: str, outs: Iterable[str]) -> bool:
     return any(path == out or path.startswith(f"{out}/") for out in outs)
 
 
-def check_params(targets: list[str]) -> None:
-    """Check each target pipeline's params.yaml before any stage runs: what DVC itself reads to
-    expand the stages (`seeds`, the experiments' names; DVC's own error for `seeds: abc` names no
-    key), then every experiment as its train stage will (`training.check`: algorithm, action
-    space, hyperparameters), so that a mistake in the last experiment stops the run before the
-    first one trains.
+def check_params(targets: list[str], experiments: bool = False) -> None:
+    """Check each target pipeline's params.yaml: what DVC itself reads to expand the stages
+    (`seeds`, the experiments' names; DVC's own error for `seeds: abc` names no key), and with
+    `experiments` every experiment as its train stage will (`training.check`: algorithm, action
+    space, hyperparameters; it imports SB3, so only when a stage is to run), so that a mistake
+    in the last experiment stops the run before the first one trains.
 
     :raises ParamsError: naming the file and the key.
     """
-    from rlrepro import training
-
     pipelines = [Path(t) for t in targets if t.endswith("dvc.yaml")] or [Path("dvc.yaml")]
     for pipeline in pipelines:
         file = pipeline.parent / "params.yaml"
         raw = params.read(file)
         try:
             params.seeds(raw)
-            for name in params.section_names(raw, "experiments"):
-                training.check(params.experiment(raw, name), name)
+            names = params.section_names(raw, "experiments")
+            if experiments:
+                from rlrepro import training
+
+                for name in names:
+                    training.check(params.experiment(raw, name), name)
         except ParamsError as err:
             raise ParamsError(f"{file}: {err}") from None
 
@@ -447,7 +449,7 @@ def run(targets: list[str], jobs: int | None, isolate: bool) -> int:
     with Pipeline(targets) as pipe:
         recorder = Recorder(pipe, pipe.steps)
         try:
-            return _run(pipe, recorder, jobs, isolate)
+            return _run(pipe, recorder, jobs, isolate, targets)
         except KeyboardInterrupt:
             recorder.flush()
             raise StoppedError(
@@ -459,7 +461,9 @@ def run(targets: list[str], jobs: int | None, isolate: bool) -> int:
             recorder.flush()
 
 
-def _run(pipe: Pipeline, recorder: Recorder, jobs: int | None, isolate: bool) -> int:
+def _run(
+    pipe: Pipeline, recorder: Recorder, jobs: int | None, isolate: bool, targets: list[str]
+) -> int:
     checks = [step for step in pipe.steps if step.check]
     durations = Durations(Durations.file(pipe.root))
     stale: list[Step] = []
@@ -482,6 +486,7 @@ def _run(pipe: Pipeline, recorder: Recorder, jobs: int | None, isolate: bool) ->
         if not stale:
             log("Everything is up to date.")
             return 0
+        check_params(targets, experiments=True)  # before any stage trains
         nodes = nodes or cluster.start(jobs)
         return Scheduler(pipe, recorder, durations, stale, checks, nodes, jobs, isolate).run()
     finally:
