@@ -263,7 +263,7 @@ class Pipeline:
         later ones (`commit`)."""
         stage = self._stages[name]
         stage.remove_outs(ignore_remove=False, force=False)
-        self._was[name] = self._entry(stage)  # as locked, before its deps are saved
+        self._was.setdefault(name, self._entry(stage))  # as locked, before its deps are saved
         stage.save_deps()
         self._read[name] = _dep_hashes(stage)
 
@@ -321,8 +321,7 @@ class Pipeline:
         whose upstream among them came back too: a stage changed only by missing outputs gets
         them from the default remote (`dvc pull`); another gets them from DVC's run-cache when
         a run of the same command, deps and params is there (the remote's run-cache and the
-        run's outputs fetched first).
-        Without a remote, only the local run-cache serves.
+        run's outputs fetched first). Without a remote, only the local run-cache serves.
 
         :return: the steps whose outputs came back, each with where from ("remote" or
             "run-cache"); each still to be committed (`commit`).
@@ -340,6 +339,7 @@ class Pipeline:
                 continue
             stage = self._stages[step.name]
             self._was[step.name] = self._entry(stage)  # as locked, before DVC saves its deps
+            # (a run-cache look-up saves them: `commit` compares with this, as `prepare` keeps it)
             if remote and not stage.changed(allow_missing=True):
                 with suppress(DvcException):  # not (all) on the remote: DVC said which
                     self.repo.pull(step.name)
@@ -349,7 +349,6 @@ class Pipeline:
             try:
                 self.repo.stage_cache.restore(stage, pull=bool(remote))
             except RunCacheNotFoundError:
-                del self._was[step.name]
                 continue
             back.append((step, "run-cache"))
         return back
