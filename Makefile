@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: put the venv first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test test-slow test-machines verify verify-stats bench bench-pipeline videos play lint lock studies digests clean-venv
+.PHONY: repro pull test test-slow test-machines verify verify-stats bench bench-pipeline videos play lint lock studies digests clean-venv
 
 # The lock pins every wheel by its hash (pip's hash-checking mode), torch's CPU build from
 # PyTorch's CPU index. Where that index cannot be reached at all, pip does not retry it for each
@@ -22,6 +22,12 @@ $(STAMP): requirements.txt
 # The stale stages side by side on every core (or a Ray cluster: RAY_ADDRESS); JOBS=N: at most N.
 repro: $(STAMP)
 	$(BIN)/python -m tools.run $(if $(JOBS),--jobs $(JOBS))
+
+# The outputs in DVC's cache (checkpoints, per-run data, figures) from the default DVC remote
+# (docs/sharing.md); without one, a line says what is missing and how to get it. `make repro`
+# pulls too, before it runs anything: a stage whose outputs the remote holds is not rerun.
+pull: $(STAMP)
+	$(BIN)/python -m tools.pull
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

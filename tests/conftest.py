@@ -163,19 +163,26 @@ def argv(params_path: Path, paths: object, **selectors: object) -> list[str]:
 
 
 def clone(repo: Path, dest: Path) -> Path:
-    """A git clone of `repo` at `dest`, ready to commit (results included: they are in git)."""
+    """A git clone of `repo` at `dest`, ready to commit, with the outputs in DVC's cache pulled
+    from its default remote, when it has one (as a user's `git clone`, then `dvc pull`)."""
     run(dest.parent, "git", "clone", "-q", str(repo), str(dest))
     run(dest, "git", "config", "user.email", "test@example.invalid")
     run(dest, "git", "config", "user.name", "test")
+    if run(dest, "dvc", "config", "core.remote", check=False).returncode == 0:
+        run(dest, "dvc", "pull", "-q")
     return dest
 
 
 @pytest.fixture(scope="session")
 def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project with the tiny params, reproduced once by `dvc repro` and committed. Tests that
-    change anything work in a `clone` of it, so each runs alone or in any order."""
+    """A project with the tiny params, reproduced once by `dvc repro` and committed, its outputs
+    pushed to its default remote, a local folder. Tests that change anything work in a `clone`
+    of it, so each runs alone or in any order."""
     repo = make_project(tmp_path_factory.mktemp("reproduced") / "rlrepro", tiny_params())
+    store = tmp_path_factory.mktemp("remote")
+    run(repo, "dvc", "remote", "add", "-d", "store", str(store))
     run(repo, "dvc", "repro")
+    run(repo, "dvc", "push", "-q")
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "results")
     return repo

@@ -57,17 +57,19 @@ def test_plots_show_one_figure_per_experiment(reproduced: Path, tmp_path: Path) 
     assert "index.html" in html
 
 
-def test_bad_param_fails_repro_and_keeps_results(reproduced: Path, tmp_path: Path) -> None:
+def test_failed_rerun_then_checkout_gives_back_every_output(
+    reproduced: Path, tmp_path: Path
+) -> None:
     repo = clone(reproduced, tmp_path / "bad")
     before = _outputs(repo)
     data = tiny_params()
-    data["experiments"]["cartpole-ppo"]["budget"] = {"steps": -1}
+    data["trace"]["every"] = 0  # read by the train stages alone
     write_params(repo / "params.yaml", data)
     result = run(repo, "dvc", "repro", check=False)
     assert result.returncode != 0
-    assert "experiments.cartpole-ppo.budget.steps: expected an integer >= 1, got -1" in (
-        result.stdout + result.stderr
-    )
+    assert "trace.every: expected an integer >= 1, got 0" in result.stdout + result.stderr
+    assert _outputs(repo) != before  # DVC deleted the failed stage's outputs before it ran
+    run(repo, "dvc", "checkout")
     assert _outputs(repo) == before
 
 

@@ -31,8 +31,9 @@ def small_params() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The small project and a one-experiment study (studies/tiny), each run once by
-    `dvc repro` here, with their results committed."""
+    `dvc repro` here, with their results committed and pushed to its DVC remote, a folder."""
     repo = make_project(tmp_path_factory.mktemp("reference") / "rlrepro", small_params())
+    run(repo, "dvc", "remote", "add", "-d", "store", str(tmp_path_factory.mktemp("store")))
     study = repo / "studies" / "tiny"
     study.mkdir(parents=True)
     (study / "dvc.yaml").write_bytes((repo / "dvc.yaml").read_bytes())
@@ -42,6 +43,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_params(study / "params.yaml", data)
     run(repo, "dvc", "repro")
     run(repo, "dvc", "repro", "studies/tiny/dvc.yaml")
+    run(repo, "dvc", "push", "-q")
     run(repo, "git", "add", "-A")
     run(repo, "git", "commit", "-qm", "results")
     return repo
@@ -69,8 +71,7 @@ def _counts(out: str) -> tuple[int, int]:
 
 
 def test_changed_hyperparameter_is_found_where_it_parts(reference: Path, tmp_path: Path) -> None:
-    changed = tmp_path / "changed"
-    run(tmp_path, "git", "clone", "-q", str(reference), str(changed))
+    changed = clone(reference, tmp_path / "changed")  # the committed traces pulled
     data = small_params()
     data["experiments"]["cartpole-ppo"]["hyperparams"]["learning_rate"] = 1.0e-3
     write_params(changed / "params.yaml", data)

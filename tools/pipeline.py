@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,16 @@ class Step:
     outs: tuple[str, ...]
     threads: int
     locked: bool
+
+
+def no_remote(missing: list[str]) -> str:
+    """The one line that says which outputs a workspace without a DVC remote lacks (`missing`,
+    not empty) and the two ways to get them."""
+    return (
+        f"no DVC remote: {len(missing)} outputs are missing ({missing[0]}, ...); add the remote "
+        "that holds them (dvc remote add -d NAME URL, then make pull), or regenerate them with "
+        "make repro: the same bytes"
+    )
 
 
 def to_run(steps: list[Step], changed: set[str]) -> list[Step]:
@@ -111,6 +121,16 @@ def remove_outputs(root: Path, dvcfile: Path) -> list[Path]:
     return removed
 
 
+def missing(root: Path, outs: Iterable[Any]) -> list[str]:
+    """Those of DVC's outputs `outs` in DVC's cache that their dvc.lock records but the
+    workspace at `root` lacks, relative to `root`, sorted."""
+    return sorted(
+        Path(os.path.relpath(out.fs_path, root)).as_posix()
+        for out in outs
+        if out.use_cache and out.hash_info and not out.exists
+    )
+
+
 def _work(stage: Any) -> float:
     """The env steps of the budget of the experiment among the stage's params (0 for none), an
     episode counted as the env's time limit (`gymnasium.spec(env).max_episode_steps`)."""
@@ -150,6 +170,13 @@ def _threads(stage: Any) -> int:
             if "numerics" in raw:
                 return params.section(raw, params.Numerics, "numerics").torch_threads
     return 1
+
+
+def _run_cached(stage: Any) -> bool:
+    """Whether `dvc repro` saves the stage in DVC's run-cache once it ran (`Stage.run`): when
+    every output is in DVC's cache but metrics and plots (those the run-cache copies in itself);
+    DVC itself leaves out stages it cannot hash (`persist` outputs, always changed)."""
+    return all(out.use_cache or out.is_metric or out.is_plot for out in stage.outs)
 
 
 class InputsChangedError(UserError):
@@ -236,13 +263,14 @@ class Pipeline:
         later ones (`commit`)."""
         stage = self._stages[name]
         stage.remove_outs(ignore_remove=False, force=False)
-        self._was[name] = self._entry(stage)  # as locked, before its deps are saved
+        self._was.setdefault(name, self._entry(stage))  # as locked, before its deps are saved
         stage.save_deps()
         self._read[name] = _dep_hashes(stage)
 
     def commit(self, name: str) -> bool:
-        """Record stage `name`'s deps and outputs, as they are now, in its dvc.lock: what
-        `dvc commit --force <name>` does (`Repo.commit`), on the stage already loaded.
+        """Record stage `name`'s deps and outputs, as they are now, in its dvc.lock and its
+        outputs in DVC's cache and run-cache: what `dvc repro` does once a stage ran (`Stage.run`:
+        `Stage.save`, `Stage.commit`), on the stage already loaded.
 
         :return: whether its entry changed; an unchanged one is not rewritten (a machine check
             that passed again: its outputs' bytes are the same).
@@ -253,7 +281,7 @@ class Pipeline:
 
         stage = self._stages[name]
         was = self._was.pop(name) if name in self._was else self._entry(stage)
-        stage.save()
+        stage.save(run_cache=False)
         read, now = self._read.pop(name, None), _dep_hashes(stage)
         if read is not None and now != read:
             changed = [
@@ -263,6 +291,8 @@ class Pipeline:
                 f"{name}: {', '.join(changed)} changed while it ran, so its outputs are of the "
                 "older inputs; not recorded in dvc.lock: rerun `make repro`"
             )
+        if _run_cached(stage):
+            self.repo.stage_cache.save(stage)
         stage.commit()
         if to_lockfile(stage) == was:
             return False
@@ -275,6 +305,53 @@ class Pipeline:
         from dvc.stage.serialize import to_lockfile
 
         return to_lockfile(stage) if _locked(stage) else None
+
+    def remote(self) -> str | None:
+        """The name of DVC's default remote (`dvc remote add -d`), if one is configured."""
+        return self.repo.config["core"].get("remote") or None
+
+    def missing(self) -> list[str]:
+        """The outputs of the plan in DVC's cache that dvc.lock records but the workspace lacks
+        (a fresh clone's, before `dvc pull`), relative to the root."""
+        outs = [out for stage in self._stages.values() for out in stage.outs]
+        return missing(self.root, outs)
+
+    def bring_back(self, steps: list[Step]) -> list[tuple[Step, str]]:
+        """What `dvc repro --pull` does before it runs each of `steps` (stale, in plan order)
+        whose upstream among them came back too: a stage changed only by missing outputs gets
+        them from the default remote (`dvc pull`); another gets them from DVC's run-cache when
+        a run of the same command, deps and params is there (the remote's run-cache and the
+        run's outputs fetched first). Without a remote, only the local run-cache serves.
+
+        :return: the steps whose outputs came back, each with where from ("remote" or
+            "run-cache"); each still to be committed (`commit`).
+        """
+        from dvc.exceptions import DvcException
+        from dvc.stage.cache import RunCacheNotFoundError, RunCacheNotSupported
+
+        remote, names = self.remote(), {step.name for step in steps}
+        if remote:
+            with suppress(RunCacheNotSupported):  # an HTTP remote: its outputs only
+                self.repo.stage_cache.pull(None)
+        back: list[tuple[Step, str]] = []
+        for step in steps:
+            if any(u in names and u not in {b.name for b, _ in back} for u in step.upstream):
+                continue
+            stage = self._stages[step.name]
+            self._was[step.name] = self._entry(stage)  # as locked, before DVC saves its deps
+            # (a run-cache look-up saves them: `commit` compares with this, as `prepare` keeps it)
+            if remote and not stage.changed(allow_missing=True):
+                with suppress(DvcException):  # not (all) on the remote: DVC said which
+                    self.repo.pull(step.name)
+                if not stage.changed():
+                    back.append((step, "remote"))
+                    continue
+            try:
+                self.repo.stage_cache.restore(stage, pull=bool(remote))
+            except RunCacheNotFoundError:
+                continue
+            back.append((step, "run-cache"))
+        return back
 
     def ignored(self, path: str) -> bool:
         """Whether DVC ignores the file at absolute `path` (.dvcignore)."""

@@ -1,7 +1,7 @@
 """`make repro` (`python -m tools.run`): rerun the stale stages of the pipeline side by side, on
 every core of this machine or on a Ray cluster, and record each in dvc.lock as it finishes.
 
-    python -m tools.run [TARGET ...] [--jobs N] [--isolate]
+    python -m tools.run [TARGET ...] [--jobs N] [--isolate] [--rerun]
 
 TARGETs are what `dvc repro` takes (default: the root dvc.yaml; a study:
 `studies/<name>/dvc.yaml`). The plan comes from DVC itself (`tools.pipeline`). The machine checks
@@ -14,6 +14,10 @@ inputs through Ray's object store and runs in a folder of its own (`tools.remote
 own run of the machine checks matched this one's. Every finished stage is committed here, one at
 a time (`dvc commit --force`), so a failure loses nothing that finished. Exit 0 when every stage
 ran, 1 when one failed, 2 on a user error, 130 on Ctrl-C.
+
+Before any stage runs, each stale one whose outputs DVC's default remote or run-cache holds gets
+them from there, as in `dvc repro --pull` (`--rerun`: none does, for `make verify`); a finished
+stage goes into DVC's cache and run-cache too, as in `dvc repro`.
 """
 
 import argparse
@@ -33,7 +37,7 @@ from rlrepro.core.errors import ParamsError, StoppedError, UserError
 from rlrepro.core.files import write_bytes
 from tools import cluster, remote
 from tools.cluster import Node
-from tools.pipeline import InputsChangedError, Pipeline, Step, files, ready, to_run
+from tools.pipeline import InputsChangedError, Pipeline, Step, files, no_remote, ready, to_run
 
 T = TypeVar("T")
 
@@ -443,13 +447,14 @@ def check_params(targets: list[str], experiments: bool = False) -> None:
             raise ParamsError(f"{file}: {err}") from None
 
 
-def run(targets: list[str], jobs: int | None, isolate: bool) -> int:
-    """Check this machine, then run the stale stages of `targets`. :return: the exit code."""
+def run(targets: list[str], jobs: int | None, isolate: bool, rerun: bool = False) -> int:
+    """Check this machine, then run the stale stages of `targets` (with `rerun`, each of them:
+    nothing taken from DVC's remote or run-cache). :return: the exit code."""
     check_params(targets)
     with Pipeline(targets) as pipe:
         recorder = Recorder(pipe, pipe.steps)
         try:
-            return _run(pipe, recorder, jobs, isolate, targets)
+            return _run(pipe, recorder, jobs, isolate, targets, rerun)
         except KeyboardInterrupt:
             recorder.flush()
             raise StoppedError(
@@ -462,16 +467,25 @@ def run(targets: list[str], jobs: int | None, isolate: bool) -> int:
 
 
 def _run(
-    pipe: Pipeline, recorder: Recorder, jobs: int | None, isolate: bool, targets: list[str]
+    pipe: Pipeline,
+    recorder: Recorder,
+    jobs: int | None,
+    isolate: bool,
+    targets: list[str],
+    rerun: bool = False,
 ) -> int:
     checks = [step for step in pipe.steps if step.check]
     durations = Durations(Durations.file(pipe.root))
     stale: list[Step] = []
+    missing = [] if rerun or pipe.remote() else pipe.missing()
+    if missing:
+        log(f"{no_remote(missing)}: regenerating")
 
     def meanwhile() -> list[Node] | None:
-        # While the checks run: what is stale already, and Ray (seconds to start) if anything is.
+        # While the checks run: what is stale already, and Ray (seconds to start) if anything is,
+        # unless a remote may give it all back (after the checks: its stages read their outputs).
         stale.extend(to_run(pipe.steps, pipe.changed()))
-        return cluster.start(jobs) if stale else None
+        return cluster.start(jobs) if stale and (rerun or not pipe.remote()) else None
 
     nodes: list[Node] | None = None
     try:
@@ -483,6 +497,8 @@ def _run(
             return 1
         if recorder.relocked:  # a check's outputs changed, and so may what reads them
             stale = to_run(pipe.steps, pipe.changed())
+        if stale and not rerun:
+            stale = _bring_back(pipe, recorder, stale)
         if not stale:
             log("Everything is up to date.")
             return 0
@@ -492,6 +508,16 @@ def _run(
     finally:
         if nodes is not None or "ray" in sys.modules:
             cluster.stop()
+
+
+def _bring_back(pipe: Pipeline, recorder: Recorder, stale: list[Step]) -> list[Step]:
+    """Take what DVC's remote and run-cache hold of the `stale` steps (`Pipeline.bring_back`)
+    and record it; :return: the steps left to run."""
+    back = pipe.bring_back(stale)
+    for step, source in back:
+        log(f"cached  {step.name}  from DVC's {source}")
+        recorder.finish(step)
+    return to_run(stale, {step.name for step in stale} - {step.name for step, _ in back})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -505,13 +531,18 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get(ISOLATE_VAR) == "1",
         help=f"run every stage in a folder of its own, as on another node ({ISOLATE_VAR}=1)",
     )
+    parser.add_argument(
+        "--rerun",
+        action="store_true",
+        help="run every stale stage: take nothing from DVC's remote or run-cache (make verify)",
+    )
     args = parser.parse_args(argv)
     code = [0]
 
     def work() -> None:
         if args.jobs is not None and args.jobs < 1:
             raise RunError(f"--jobs: expected a number >= 1, got {args.jobs}")
-        code[0] = run(args.targets, args.jobs, args.isolate)
+        code[0] = run(args.targets, args.jobs, args.isolate, args.rerun)
 
     return console.run(work) or code[0]
 

@@ -2,11 +2,12 @@
 
 In a fresh clone of the repository at `--rev` (another path, an empty DVC cache) every output of
 the pipeline is deleted, then the runner (`tools.run`, as `make repro`: the stages side by side on
-every CPU, or `--jobs N`) reruns every stage from nothing, with this shell's environment.
-Then each stage's output hashes are compared with the committed `dvc.lock`, one row per stage:
-identical, or differs and where: for `train`, the first update at which the training traces part;
-for `evaluate`, the first differing episode. Exit 0 only when every stage is identical, 1 when one
-differs, 2 when the rerun fails.
+every CPU, or `--jobs N`) reruns every stage from nothing, with this shell's environment
+(`--rerun`: nothing is taken from a DVC remote or run-cache). Then each stage's output hashes are
+compared with the committed `dvc.lock`, one row per stage: identical, or differs and where: for
+`train`, the first update at which the training traces part; for `evaluate`, the first differing
+episode (the committed trace or episodes read from git, or from this repository's DVC cache).
+Exit 0 only when every stage is identical, 1 when one differs, 2 when the rerun fails.
 
 The rerun can run on another machine (`tools.machines`), where the same bytes are required:
 `--cpu MODEL` runs its train and evaluate stages on an emulated CPU (`qemu-x86_64 -cpu MODEL`);
@@ -189,17 +190,38 @@ def _git(repo: Path, *args: str) -> str:
     return result.stdout
 
 
-def _show(repo: Path, pipeline: str) -> Committed:
-    """The committed text of a path relative to the pipeline folder `pipeline`, if any."""
+def _show(repo: Path, pipeline: str, cache: Path) -> Committed:
+    """The committed text of a path relative to the pipeline folder `pipeline` of the clone
+    `repo`, if any: from git, else (an output in DVC's cache) from the DVC cache folder `cache`
+    by the hash the committed dvc.lock gives it."""
 
-    def committed(path: str) -> str | None:
+    def from_git(path: str) -> str | None:
         name = Path(pipeline, path).as_posix()
         result = subprocess.run(
             ["git", "-C", str(repo), "show", f"HEAD:{name}"], capture_output=True, text=True
         )
         return result.stdout if result.returncode == 0 else None
 
+    hashes = {
+        p: md5 for outs in lock_outs(from_git("dvc.lock") or "").values() for p, md5 in outs.items()
+    }
+
+    def committed(path: str) -> str | None:
+        md5 = hashes.get(path)
+        if md5 is None or md5.endswith(".dir"):
+            return from_git(path)
+        file = cache / md5[:2] / md5[2:]
+        return file.read_text() if file.is_file() else None
+
     return committed
+
+
+def _cache(root: Path) -> Path:
+    """The folder of the files in DVC's cache of the repository at `root`."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return Path(repo.cache.local.path)
 
 
 @contextmanager
@@ -250,7 +272,8 @@ def rerun(
     remove_outputs(clone, clone / target)
     where = f", stages on {emulated[0]}" if emulated else ""
     print(f"verify: rerunning {target} of {rev} in {clone}{where}", file=sys.stderr, flush=True)
-    command = [sys.executable, "-m", "tools.run", target, *(["--jobs", str(jobs)] if jobs else [])]
+    command = [sys.executable, "-m", "tools.run", "--rerun", target]
+    command += ["--jobs", str(jobs)] if jobs else []
     return subprocess.run(command, cwd=clone, env=env, stdout=sys.stderr.fileno()).returncode
 
 
@@ -360,7 +383,7 @@ def verify(
         if rerun(root, commit, clone, pipeline, stats, emulated, jobs) != 0:
             print("error: the rerun failed in the clone (its log is above)", file=sys.stderr)
             return 2
-        here, committed = clone / pipeline, _show(clone, pipeline)
+        here, committed = clone / pipeline, _show(clone, pipeline, _cache(root))
         listed = subprocess.run(
             ["dvc", "stage", "list", "--name-only", "dvc.yaml"],
             cwd=here,
