@@ -77,8 +77,11 @@ def _exp_show() -> str:
 
 @pytest.fixture(scope="module")
 def fresh_clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A git clone of this repository, with this environment as its `.venv`."""
+    """A git clone of this repository, with this environment as its `.venv`, and without
+    checkpoints: they may live in DVC's cache only, which a fresh clone does not have."""
     repo = clone(ROOT, tmp_path_factory.mktemp("docs") / "rlrepro")
+    for checkpoint in repo.glob("**/models/*.zip"):
+        checkpoint.unlink()
     (repo / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
     return repo
 
