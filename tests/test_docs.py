@@ -7,6 +7,7 @@ The commands tested are those of the fenced code block that follows the line
 clone of this repository whose `.venv` is this environment, and required to exit 0. They must
 need no long run and no file outside git (checkpoints may live in DVC's cache only)."""
 
+import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -57,6 +58,25 @@ def test_every_relative_link_resolves(page: Path) -> None:
         elif anchor and file.suffix == ".md" and anchor not in _anchors(file):
             broken.append(f"{target}: no heading #{anchor} in {name}")
     assert not broken, f"{page.relative_to(ROOT)}:\n" + "\n".join(broken)
+
+
+def _code(page: Path) -> str:
+    """The code of `page`: fenced and indented blocks, and inline code."""
+    text = page.read_text()
+    indented = re.findall(r"^(?: {4}|\t)(.+)$", text, re.MULTILINE)
+    spans = [m.group(0) for m in CODE_SPAN.finditer(FENCE.sub("", text))]
+    return "\n".join([*FENCE.findall(text), *indented, *spans])
+
+
+def test_every_make_target_and_module_named_exists() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z][\w-]*):", makefile, re.MULTILINE))
+    code = "\n".join(_code(page) for page in PAGES)
+    named = set(re.findall(r"\bmake ([a-z][\w-]*)", code))
+    assert named - targets == set(), "no such Makefile target"
+    modules = {m.rstrip(".") for m in re.findall(r"python -m ([\w.]+)", code)}
+    missing = {m for m in modules if importlib.util.find_spec(m) is None}
+    assert not missing, f"no such module: {missing}"
 
 
 def tour_commands() -> list[str]:
