@@ -1,8 +1,15 @@
 """REINFORCE with a Gaussian policy, after Gymnasium's MuJoCo REINFORCE tutorial.
 
-One AdamW update per episode on the return-weighted log-likelihood. Unlike the tutorial, the small
-constant `std_eps` is added to the standard deviation only, never to the mean. Sampling draws from
-a `torch.Generator` of its own, so that the whole random state of training is known.
+One AdamW update per episode on the return-weighted log-likelihood. It differs from the tutorial
+in three ways:
+- the small constant `std_eps` is added to the standard deviation only, never to the mean;
+- the training env is reset with the run's seed once, then runs on (`env.reset(seed=seed)` before
+  the first episode only); the tutorial resets it with its seed before every episode, so it trains
+  from one fixed start;
+- the committed experiments use InvertedPendulum-v5, which pays no reward on the terminating step;
+  the tutorial uses InvertedPendulum-v4.
+Sampling draws from a `torch.Generator` of its own, so that the whole random state of training is
+known.
 """
 
 import dataclasses
