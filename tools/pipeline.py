@@ -331,8 +331,15 @@ class Pipeline:
 
         remote, names = self.remote(), {step.name for step in steps}
         if remote:
-            with suppress(RunCacheNotSupported):  # an HTTP remote: its outputs only
+            try:
                 self.repo.stage_cache.pull(None)
+            except RunCacheNotSupported:  # an HTTP remote: its outputs only
+                pass
+            except Exception as err:  # the first contact: an unreachable store, wrong keys...
+                raise UserError(
+                    f"DVC remote {remote}: cannot read it ({type(err).__name__}: {err}); fix its "
+                    "URL or keys (dvc remote modify), or unset it (dvc remote default --unset)"
+                ) from err
         back: list[tuple[Step, str]] = []
         for step in steps:
             if any(u in names and u not in {b.name for b, _ in back} for u in step.upstream):
