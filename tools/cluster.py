@@ -5,6 +5,7 @@ tasks pinned to a node. Ray is imported here, lazily: only when a stage is to ru
 import dataclasses
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from rlrepro.core.errors import UserError
@@ -12,6 +13,9 @@ from tools import remote
 
 ADDRESS_VAR = "RAY_ADDRESS"  # set: join that cluster; unset: start a local instance
 OBJECT_STORE_BYTES = 512 * 1024**2  # a local instance's store: code, inputs and outputs pass
+# Ray's token authentication (Ray >= 2.52): `disabled` or `token`, to be the same on every node.
+AUTH_MODE_VAR = "RAY_AUTH_MODE"
+TOKEN_VARS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")  # else ~/.ray/auth_token
 
 
 class ClusterError(UserError):
@@ -34,17 +38,36 @@ class Node:
     local: bool
 
 
+def token_found() -> bool:
+    """Whether this machine has a Ray authentication token: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH
+    or ~/.ray/auth_token (where `ray get-auth-token --generate` and a local `ray.init()`
+    write it)."""
+    return (
+        any(os.environ.get(var) for var in TOKEN_VARS)
+        or (Path.home() / ".ray" / "auth_token").is_file()
+    )
+
+
 def start(jobs: int | None) -> list[Node]:
     """Join the cluster at RAY_ADDRESS, else start a local instance with `jobs` CPUs (default:
-    this process's usable CPUs); quiet, no dashboard. :return: the alive nodes with CPUs."""
+    this process's usable CPUs); quiet, no dashboard. With RAY_ADDRESS, RAY_AUTH_MODE unset
+    and a token on this machine, token authentication is on (`ray start --head` turns it on by
+    itself when it finds a token, but Ray 2.60 leaves it off for `ray.init(address=...)`,
+    which the cluster then refuses).
+
+    :return: the alive nodes with CPUs.
+    :raises ClusterError: the cluster cannot be joined, in one line naming why.
+    """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Ray starts its workers at nice 15, for a cluster's background jobs; here they are the
     # user's main work (a cluster's nodes set it with `ray start`).
     os.environ.setdefault("RAY_worker_niceness", "0")
+    address = os.environ.get(ADDRESS_VAR)
+    if address and AUTH_MODE_VAR not in os.environ and token_found():
+        os.environ[AUTH_MODE_VAR] = "token"
     import ray
 
     quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
-    address = os.environ.get(ADDRESS_VAR)
     try:
         if address:
             ray.init(address=address, **quiet)
@@ -58,6 +81,12 @@ def start(jobs: int | None) -> list[Node]:
                 **quiet,
             )
     except ConnectionError as err:
+        if isinstance(err.__cause__, ray.exceptions.AuthenticationError):
+            raise ClusterError(
+                f"{ADDRESS_VAR}={address}: that Ray cluster refused this machine's token: copy "
+                "the head's ~/.ray/auth_token here (or set RAY_AUTH_TOKEN_PATH) and set "
+                f"{AUTH_MODE_VAR}=token"
+            ) from err
         raise ClusterError(
             f"{ADDRESS_VAR}={address}: cannot join that Ray cluster ({err})"
         ) from err
