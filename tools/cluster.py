@@ -1,12 +1,16 @@
 """Ray, for `tools.run`: a local instance or the cluster at RAY_ADDRESS, its nodes, and stage
 tasks pinned to a node. Ray is imported here, lazily: only when a stage is to run.
+
+What Ray itself prints in the driver goes to a log file, not the terminal (`start`): its Python
+loggers, and the cluster events its driver prints on stdout whatever `log_to_driver` says (a
+node's death arrives as the last 20 lines of that raylet's log, `[state-dump]` lines).
 """
 
 import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from rlrepro.core.errors import UserError
 from tools import remote
@@ -48,12 +52,12 @@ def token_found() -> bool:
     )
 
 
-def start(jobs: int | None) -> list[Node]:
+def start(jobs: int | None, log: Path) -> list[Node]:
     """Join the cluster at RAY_ADDRESS, else start a local instance with `jobs` CPUs (default:
-    this process's usable CPUs); quiet, no dashboard. With RAY_ADDRESS, RAY_AUTH_MODE unset
-    and a token on this machine, token authentication is on (`ray start --head` turns it on by
-    itself when it finds a token, but Ray 2.60 leaves it off for `ray.init(address=...)`,
-    which the cluster then refuses).
+    this process's usable CPUs); quiet, no dashboard, Ray's own lines written to `log`
+    (`log_to`). With RAY_ADDRESS, RAY_AUTH_MODE unset and a token on this machine, token
+    authentication is on (`ray start --head` turns it on by itself when it finds a token, but
+    Ray 2.60 leaves it off for `ray.init(address=...)`, which the cluster then refuses).
 
     :return: the alive nodes with CPUs.
     :raises ClusterError: the cluster cannot be joined, in one line naming why.
@@ -90,8 +94,37 @@ def start(jobs: int | None) -> list[Node]:
         raise ClusterError(
             f"{ADDRESS_VAR}={address}: cannot join that Ray cluster ({err})"
         ) from err
+    log_to(log)
     ray.cloudpickle.register_pickle_by_value(remote)
     return nodes()
+
+
+def log_to(path: Path) -> None:
+    """Send what Ray prints in this process to `path` (created anew, its folder too): its
+    Python loggers' records, and the cluster events its driver prints on stdout (Ray 2.60:
+    `ray._private.worker.listen_error_messages` prints them through `print_to_stdstream`
+    even with `log_to_driver=False`, with the raylet's last log lines when a node dies). The
+    first line says where each node keeps its full logs."""
+    import ray
+    from ray._private import worker
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sink: TextIO = path.open("w", encoding="utf-8", buffering=1)
+    sink.write(
+        f"Ray's own lines of this run, a driver of {ray.get_runtime_context().gcs_address}; "
+        "each node keeps its full logs in <its --temp-dir, default /tmp/ray>/session_latest/logs\n"
+    )
+    handler = logging.StreamHandler(sink)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    ray_logger = logging.getLogger("ray")
+    ray_logger.handlers = [handler]
+    ray_logger.propagate = False
+    os.environ["RAY_COLOR_PREFIX"] = "0"  # read as each line is printed: no colour codes
+
+    def to_file(data: dict[str, Any], ignore_prefix: bool) -> None:
+        worker.print_worker_logs(data, sink, ignore_prefix)
+
+    worker.print_to_stdstream = to_file
 
 
 def nodes() -> list[Node]:

@@ -12,8 +12,9 @@ when DVC reports it changed or anything upstream of it runs, each as a Ray task 
 any node of that cluster: a node other than this one gets the committed code and the stage's
 inputs through Ray's object store and runs in a folder of its own (`tools.remote`), after its
 own run of the machine checks matched this one's. Every finished stage is committed here, one at
-a time (`dvc commit --force`), so a failure loses nothing that finished. Exit 0 when every stage
-ran, 1 when one failed, 2 on a user error, 130 on Ctrl-C.
+a time (`dvc commit --force`), so a failure loses nothing that finished. Ray's own lines go to
+`.dvc/tmp/rlrepro-ray.log` (`RAY_LOG`), not the terminal. Exit 0 when every stage ran, 1 when
+one failed, 2 on a user error, 130 on Ctrl-C.
 """
 
 import argparse
@@ -38,6 +39,7 @@ from tools.pipeline import InputsChangedError, Pipeline, Step, files, ready, to_
 T = TypeVar("T")
 
 ISOLATE_VAR = "RLREPRO_RUN_ISOLATED"  # =1: every stage in a folder of its own, even here
+RAY_LOG = Path(".dvc", "tmp", "rlrepro-ray.log")  # Ray's own lines, in DVC's untracked scratch
 
 
 class RunError(UserError):
@@ -50,9 +52,11 @@ def log(message: str) -> None:
 
 
 def failure(step: Step, where: str, result: remote.Result | Exception) -> str:
-    """The lines that report a failed stage: its name, where, why, and its stderr's tail."""
+    """The lines that report a failed stage: its name, where, why, and its stderr's tail (or,
+    when Ray's task died, Ray's message and where Ray's log is)."""
     if isinstance(result, Exception):
-        why, tail = f"its task died: {type(result).__name__}", str(result).strip()
+        why = f"its task died: {type(result).__name__} (Ray's log: {RAY_LOG})"
+        tail = str(result).strip()
     else:
         why = f"{exit_reason(result.returncode)} after {result.seconds:.1f} s"
         tail = result.stderr_tail
@@ -461,7 +465,7 @@ def _run(pipe: Pipeline, recorder: Recorder, jobs: int | None, isolate: bool) ->
     def meanwhile() -> list[Node] | None:
         # While the checks run: what is stale already, and Ray (seconds to start) if anything is.
         stale.extend(to_run(pipe.steps, pipe.changed()))
-        return cluster.start(jobs) if stale else None
+        return cluster.start(jobs, pipe.root / RAY_LOG) if stale else None
 
     nodes: list[Node] | None = None
     try:
@@ -476,7 +480,7 @@ def _run(pipe: Pipeline, recorder: Recorder, jobs: int | None, isolate: bool) ->
         if not stale:
             log("Everything is up to date.")
             return 0
-        nodes = nodes or cluster.start(jobs)
+        nodes = nodes or cluster.start(jobs, pipe.root / RAY_LOG)
         return Scheduler(pipe, recorder, durations, stale, checks, nodes, jobs, isolate).run()
     finally:
         if nodes is not None or "ray" in sys.modules:
