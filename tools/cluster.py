@@ -166,6 +166,16 @@ def submit(node: Node, cpus: int, job: remote.Job, archive: Any, files: Any) -> 
     return task.remote(job, archive, files)
 
 
+def node_died(error: Exception) -> bool:
+    """Whether `error` (from `wait_one`) says the task's node died or is gone: Ray's
+    `NodeDiedError`, or `TaskUnschedulableError` for a task pinned to a node no longer there.
+    A task whose own process died (`WorkerCrashedError`) does not count."""
+    import ray
+
+    gone = (ray.exceptions.NodeDiedError, ray.exceptions.TaskUnschedulableError)
+    return isinstance(error, gone)
+
+
 def wait_one(refs: list[Any]) -> tuple[Any, remote.Result | Exception]:
     """Wait for the first of `refs` to finish. :return: its ref and its `remote.Result`, or the
     error Ray raised (the task's process or node died)."""

@@ -11,8 +11,9 @@ when DVC reports it changed or anything upstream of it runs, each as a Ray task 
 (`Durations`); when nothing is stale Ray is never imported. With RAY_ADDRESS set, stages run on
 any node of that cluster: a node other than this one gets the committed code and the stage's
 inputs through Ray's object store and runs in a folder of its own (`tools.remote`), after its
-own run of the machine checks matched this one's. Every finished stage is committed here, one at
-a time (`dvc commit --force`), so a failure loses nothing that finished. Ray's own lines go to
+own run of the machine checks matched this one's. A stage whose node dies is started once more
+on a live node (`Scheduler`). Every finished stage is committed here, one at a time
+(`dvc commit --force`), so a failure loses nothing that finished. Ray's own lines go to
 `.dvc/tmp/rlrepro-ray.log` (`RAY_LOG`), not the terminal. Exit 0 when every stage ran, 1 when
 one failed, 2 on a user error, 130 on Ctrl-C.
 """
@@ -197,6 +198,15 @@ class Scheduler:
     upstream is done, as many at once as the nodes' free CPUs allow; machine-checks every node
     but this one before its first stage; records each finished stage.
 
+    A stage whose node dies (`cluster.node_died`) is started once more, on a live node, and
+    that node is given nothing more; a second death, or a stage that fails by itself (an exit
+    code, a signal), fails the run. The retried stage starts from its inputs as they are in
+    the workspace, in a folder of its own on a node other than this one (or in the workspace
+    here). A training's snapshots (`snapshots/`, `rlrepro.training.snapshot`) stay in the
+    folder it ran in, on the dead node, so it starts from its first step, except in the
+    workspace, where it resumes from a snapshot of its own key if an earlier run left one
+    there. Either way it ends with the same bytes.
+
     :param checks: the machine checks a node must pass (already run and passed here).
     :param jobs: at most this many CPUs in use at once (default: every node's).
     :param isolate: run every stage in a folder of its own, this node's too.
@@ -225,6 +235,7 @@ class Scheduler:
         self.running: dict[Any, tuple[Step, Node]] = {}  # by Ray ref
         self.checking: dict[Any, tuple[Step, Node]] = {}
         self.done: set[str] = set()
+        self.retried: set[str] = set()  # started once more after their node died
         self.to_record: list[Step] = []  # finished, to commit once the next ones started
         self.failures: list[str] = []
         self._archive: Any = None
@@ -272,7 +283,10 @@ class Scheduler:
             refs = [*self.running, *self.checking]
             if not refs:
                 if self.pending and not self.failures:
-                    raise RunError("no node is left to run on: every node failed its check")
+                    raise RunError(
+                        "no node is left to run on: every node failed its check or died; "
+                        f"Ray's log: {RAY_LOG}"
+                    )
                 return
             ref, result = cluster.wait_one(refs)
             if ref in self.checking:
@@ -341,7 +355,8 @@ class Scheduler:
 
     def _start(self, step: Step, node: Node) -> None:
         self.pending.remove(step)
-        self.pipe.prepare(step.name)
+        if step.name not in self.retried:  # a retry keeps the hashes its first start took
+            self.pipe.prepare(step.name)
         job, archive, data = self._job(step, node)
         ref = cluster.submit(node, step.threads, job, archive, data)
         self.running[ref] = (step, node)
@@ -354,6 +369,8 @@ class Scheduler:
     def _finished(self, ref: Any, result: remote.Result | Exception) -> None:
         step, node = self.running.pop(ref)
         self.free[node.node_id] += step.threads
+        if isinstance(result, Exception) and self._retry(step, node, result):
+            return
         if isinstance(result, remote.Result) and result.returncode == 0:
             damaged = self._receive(step, result)
             if damaged is None:
@@ -365,6 +382,20 @@ class Scheduler:
             result = RuntimeError(damaged)
         self.failures.append(failure(step, self._where(node), result))
         log(self.failures[-1])
+
+    def _retry(self, step: Step, node: Node, error: Exception) -> bool:
+        """Put `step` back to run once more when `error` says its node died, the first time;
+        exclude that node. :return: whether it was put back."""
+        if not cluster.node_died(error) or step.name in self.retried:
+            return False
+        self.state[node.node_id] = "dead"
+        self.retried.add(step.name)
+        self.pending.insert(0, step)
+        log(
+            f"retry   {step.name}  its node {node.label} died ({type(error).__name__}); once "
+            f"more on a live node (Ray's log: {RAY_LOG})"
+        )
+        return True
 
     def _receive(self, step: Step, result: remote.Result) -> str | None:
         """Write a folder-mode stage's outputs into the workspace, each checked against the hash
@@ -395,7 +426,7 @@ class Scheduler:
 
     def _checked(self, ref: Any, result: remote.Result | Exception) -> None:
         step, node = self.checking.pop(ref)
-        if self.state[node.node_id] == "excluded":
+        if self.state[node.node_id] in ("excluded", "dead"):
             return
         why = self._check_differs(step, result)
         if why is not None:
