@@ -191,7 +191,7 @@ def test_killed_stage_fails_alone_and_a_rerun_completes(
         stderr=subprocess.STDOUT,
         text=True,
     ) as proc:
-        victim = train_process(f"{CHANGED_EXP}-0", timeout=120)
+        victim = train_process(f"{CHANGED_EXP}-0", timeout=120, within=repo)
         victim.send_signal(signal.SIGKILL)
         output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 1, output
@@ -223,7 +223,7 @@ def test_interrupted_run_is_one_line_and_a_rerun_completes(
         stderr=subprocess.STDOUT,
         text=True,
     ) as proc:
-        train_process(f"{CHANGED_EXP}-0", timeout=120)
+        train_process(f"{CHANGED_EXP}-0", timeout=120, within=repo)
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGINT, output
@@ -270,7 +270,7 @@ def test_params_edited_while_a_stage_runs_are_not_recorded_as_its_inputs(
         stderr=subprocess.STDOUT,
         text=True,
     ) as proc:
-        victim = train_process(f"{CHANGED_EXP}-0", timeout=120)
+        victim = train_process(f"{CHANGED_EXP}-0", timeout=120, within=repo)
         victim.suspend()
         try:
             deadline = time.monotonic() + 10
