@@ -371,14 +371,18 @@ class RayNode:
         assert self.process.poll() is None, said
         return "Ray runtime started." in said
 
-    def stop(self) -> None:
-        """SIGTERM to `ray start` (it stops its node), SIGKILL to what is left after 60 s."""
-        left = self.processes()
-        self.process.terminate()
-        _, alive = psutil.wait_procs(left, timeout=60)
-        for process in alive:
-            process.kill()
-        self.process.wait(timeout=10)
+
+def stop(nodes: list[RayNode]) -> None:
+    """SIGTERM to each node's `ray start` at once (each stops its node; a worker left without
+    its head would wait a minute for it), SIGKILL to whatever of theirs is left after 60 s."""
+    left = [process for node in nodes for process in node.processes()]
+    for node in nodes:
+        node.process.terminate()
+    _, alive = psutil.wait_procs(left, timeout=60)
+    for process in alive:
+        process.kill()
+    for node in nodes:
+        node.process.wait(timeout=10)
 
 
 def poll(condition: Callable[[], T | None], what: str, timeout: float) -> T:
@@ -436,8 +440,7 @@ def documented_cluster() -> Iterator[tuple[str, list[RayNode]]]:
         poll(lambda: _alive_nodes(address, head_env) == 3, "three nodes in `ray status`", 120)
         yield address, nodes
     finally:
-        for node in nodes:
-            node.stop()
+        stop(nodes)
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -485,16 +488,17 @@ def test_documented_cluster_retries_the_stage_of_a_dead_node(
     reproduced: Path, tmp_path: Path, documented_cluster: tuple[str, list[RayNode]]
 ) -> None:
     """`RAY_ADDRESS=<head>:<port> python -m tools.run` (what `make repro` runs) in a workspace on
-    the head's machine (its HOME: the token is there; RAY_AUTH_MODE unset, the runner sets
-    it). A stage that a worker node runs in its own folder is held (SIGSTOP, so it cannot
-    finish first), then that node's raylet is killed: the runner says so in one line, starts
-    the stage on a live node, and ends 0 with the serial lock; every line on the terminal is
-    the runner's, Ray's own are in the file that line names."""
+    the head's machine (its HOME, with the token, and RAY_AUTH_MODE=token). A stage that a
+    worker node runs in its own folder is held (SIGSTOP, so it cannot finish first), then that
+    node's raylet is killed: the runner says so in one line, starts the stage on a live node,
+    and ends 0 with the serial lock; every line on the terminal is the runner's, Ray's own are
+    in the file that line names."""
     address, nodes = documented_cluster
     head, workers = nodes[0], nodes[1:]
     repo = make_project(tmp_path / "workspace", tiny_params())
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    env = {**os.environ, "PATH": path, "HOME": str(head.folder), "RAY_ADDRESS": address}
+    on_head = {"HOME": str(head.folder), "RAY_AUTH_MODE": "token", "RAY_ADDRESS": address}
+    env = {**os.environ, "PATH": path, **on_head}
     terminal = tmp_path / "terminal.txt"
     with (
         terminal.open("wb") as out,
@@ -529,3 +533,27 @@ def test_documented_cluster_retries_the_stage_of_a_dead_node(
     assert "[state-dump]" in (repo / ".dvc" / "tmp" / "rlrepro-ray.log").read_text()
     assert (repo / "dvc.lock").read_bytes() == (reproduced / "dvc.lock").read_bytes()
     assert stale(repo) == set()
+
+
+@pytest.mark.slow
+def test_documented_cluster_without_the_auth_mode_is_one_line(
+    reproduced: Path, tmp_path: Path, documented_cluster: tuple[str, list[RayNode]]
+) -> None:
+    """The head's machine, its token there, but RAY_AUTH_MODE unset for the runner (as the
+    README's commands would leave it without their `export`): the cluster refuses it; one
+    line saying what to set, exit 2, Ray's complaints in its log, dvc.lock untouched."""
+    address, nodes = documented_cluster
+    repo = clone(reproduced, tmp_path / "refused")
+    write_params(repo / "params.yaml", changed_params())  # something to run: Ray is started
+    assert "RAY_AUTH_MODE" not in os.environ
+    result = runner(repo, env={"HOME": str(nodes[0].folder), "RAY_ADDRESS": address})
+    assert result.returncode == 2, result.stdout + result.stderr
+    log = repo / ".dvc" / "tmp" / "rlrepro-ray.log"
+    assert result.stderr.splitlines() == [
+        f"error: RAY_ADDRESS={address}: that Ray cluster wants its token: set RAY_AUTH_MODE=token "
+        "and copy the head's ~/.ray/auth_token here (or name it in RAY_AUTH_TOKEN_PATH); "
+        f"Ray's log: {log}"
+    ]
+    assert not_the_runners(result.stdout) == []
+    assert "InvalidAuthToken" in log.read_text()
+    assert (repo / "dvc.lock").read_bytes() == (reproduced / "dvc.lock").read_bytes()

@@ -1,14 +1,18 @@
 """Ray, for `tools.run`: a local instance or the cluster at RAY_ADDRESS, its nodes, and stage
 tasks pinned to a node. Ray is imported here, lazily: only when a stage is to run.
 
-What Ray itself prints in the driver goes to a log file, not the terminal (`start`): its Python
-loggers, and the cluster events its driver prints on stdout whatever `log_to_driver` says (a
-node's death arrives as the last 20 lines of that raylet's log, `[state-dump]` lines).
+What Ray itself prints in the driver goes to a log file, not the terminal (`start`): what its
+C++ core and Python loggers write while it starts or joins, its Python loggers afterwards, and
+the cluster events its driver prints on stdout whatever `log_to_driver` says (a node's death
+arrives as the last 20 lines of that raylet's log, `[state-dump]` lines).
 """
 
+import contextlib
 import dataclasses
 import logging
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -17,9 +21,9 @@ from tools import remote
 
 ADDRESS_VAR = "RAY_ADDRESS"  # set: join that cluster; unset: start a local instance
 OBJECT_STORE_BYTES = 512 * 1024**2  # a local instance's store: code, inputs and outputs pass
-# Ray's token authentication (Ray >= 2.52): `disabled` or `token`, to be the same on every node.
+# Ray's token authentication (Ray >= 2.52): `disabled` or `token`, the same on every node and
+# in the driver (the nodes call the driver back for the objects it owns).
 AUTH_MODE_VAR = "RAY_AUTH_MODE"
-TOKEN_VARS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")  # else ~/.ray/auth_token
 
 
 class ClusterError(UserError):
@@ -42,22 +46,13 @@ class Node:
     local: bool
 
 
-def token_found() -> bool:
-    """Whether this machine has a Ray authentication token: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH
-    or ~/.ray/auth_token (where `ray get-auth-token --generate` and a local `ray.init()`
-    write it)."""
-    return (
-        any(os.environ.get(var) for var in TOKEN_VARS)
-        or (Path.home() / ".ray" / "auth_token").is_file()
-    )
-
-
 def start(jobs: int | None, log: Path) -> list[Node]:
     """Join the cluster at RAY_ADDRESS, else start a local instance with `jobs` CPUs (default:
-    this process's usable CPUs); quiet, no dashboard, Ray's own lines written to `log`
-    (`log_to`). With RAY_ADDRESS, RAY_AUTH_MODE unset and a token on this machine, token
-    authentication is on (`ray start --head` turns it on by itself when it finds a token, but
-    Ray 2.60 leaves it off for `ray.init(address=...)`, which the cluster then refuses).
+    this process's usable CPUs); quiet, no dashboard, Ray's own lines written to `log`, created
+    anew (`stderr_to` while Ray starts, then `log_to`). A cluster with token authentication
+    needs RAY_AUTH_MODE=token here too: Ray 2.60's `ray.init(address=...)` leaves it off even
+    where `ray start --head` turned it on by itself (finding ~/.ray/auth_token). It is not
+    guessed: a driver with it on is refused by the nodes of a cluster without it.
 
     :return: the alive nodes with CPUs.
     :raises ClusterError: the cluster cannot be joined, in one line naming why.
@@ -67,53 +62,68 @@ def start(jobs: int | None, log: Path) -> list[Node]:
     # user's main work (a cluster's nodes set it with `ray start`).
     os.environ.setdefault("RAY_worker_niceness", "0")
     address = os.environ.get(ADDRESS_VAR)
-    if address and AUTH_MODE_VAR not in os.environ and token_found():
-        os.environ[AUTH_MODE_VAR] = "token"
     import ray
 
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(
+        f"Ray's own lines of this run ({ADDRESS_VAR}={address or ''}); each node keeps its full "
+        "logs in <its --temp-dir, default /tmp/ray>/session_latest/logs\n"
+    )
     quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
     try:
-        if address:
-            ray.init(address=address, **quiet)
-        else:
-            cpus = jobs or len(os.sched_getaffinity(0))
-            ray.init(
-                address="local",
-                num_cpus=cpus,
-                include_dashboard=False,
-                object_store_memory=OBJECT_STORE_BYTES,
-                **quiet,
-            )
+        with stderr_to(log):
+            if address:
+                ray.init(address=address, **quiet)
+            else:
+                cpus = jobs or len(os.sched_getaffinity(0))
+                ray.init(
+                    address="local",
+                    num_cpus=cpus,
+                    include_dashboard=False,
+                    object_store_memory=OBJECT_STORE_BYTES,
+                    **quiet,
+                )
     except ConnectionError as err:
-        if isinstance(err.__cause__, ray.exceptions.AuthenticationError):
+        # Ray 2.60 raises ConnectionError from a RuntimeError whose text holds the last error.
+        if "InvalidAuthToken" in str(err.__cause__):
             raise ClusterError(
-                f"{ADDRESS_VAR}={address}: that Ray cluster refused this machine's token: copy "
-                "the head's ~/.ray/auth_token here (or set RAY_AUTH_TOKEN_PATH) and set "
-                f"{AUTH_MODE_VAR}=token"
+                f"{ADDRESS_VAR}={address}: that Ray cluster wants its token: set "
+                f"{AUTH_MODE_VAR}=token and copy the head's ~/.ray/auth_token here (or name it "
+                f"in RAY_AUTH_TOKEN_PATH); Ray's log: {log}"
             ) from err
         raise ClusterError(
-            f"{ADDRESS_VAR}={address}: cannot join that Ray cluster ({err})"
+            f"{ADDRESS_VAR}={address}: cannot join that Ray cluster ({err}); Ray's log: {log}"
         ) from err
     log_to(log)
     ray.cloudpickle.register_pickle_by_value(remote)
     return nodes()
 
 
+@contextlib.contextmanager
+def stderr_to(path: Path) -> Iterator[None]:
+    """Append what this process writes to its stderr (file descriptor 2: Python and C++ alike)
+    to `path` meanwhile: Ray's C++ client warns there once a second while a cluster refuses
+    it, before Ray knows its log folder."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with path.open("a", encoding="utf-8") as sink:
+            os.dup2(sink.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def log_to(path: Path) -> None:
-    """Send what Ray prints in this process to `path` (created anew, its folder too): its
-    Python loggers' records, and the cluster events its driver prints on stdout (Ray 2.60:
+    """Append what Ray prints in this process from now on to `path`: its Python loggers'
+    records, and the cluster events its driver prints on stdout (Ray 2.60:
     `ray._private.worker.listen_error_messages` prints them through `print_to_stdstream`
-    even with `log_to_driver=False`, with the raylet's last log lines when a node dies). The
-    first line says where each node keeps its full logs."""
-    import ray
+    even with `log_to_driver=False`, with the raylet's last log lines when a node dies)."""
     from ray._private import worker
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sink: TextIO = path.open("w", encoding="utf-8", buffering=1)
-    sink.write(
-        f"Ray's own lines of this run, a driver of {ray.get_runtime_context().gcs_address}; "
-        "each node keeps its full logs in <its --temp-dir, default /tmp/ray>/session_latest/logs\n"
-    )
+    sink: TextIO = path.open("a", encoding="utf-8", buffering=1)
     handler = logging.StreamHandler(sink)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     ray_logger = logging.getLogger("ray")
