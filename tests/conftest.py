@@ -188,18 +188,27 @@ def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
-def train_process(name: str, timeout: float) -> psutil.Process:
-    """The `python -m stages.train` process of run `name`, once it runs."""
+def train_process(name: str, timeout: float, within: Path | None = None) -> psutil.Process:
+    """The `python -m stages.train` process of run `name`, once it runs; with `within`, only
+    one working in that folder (another test run on this machine may train the same run)."""
     deadline = time.monotonic() + timeout
     exp, seed = name.rsplit("-", 1)
     while time.monotonic() < deadline:
         for proc in psutil.process_iter(["cmdline"]):
             cmd = proc.info["cmdline"] or []
-            if "stages.train" in cmd and cmd[cmd.index("--exp") + 1 : cmd.index("--exp") + 4] == [
-                exp,
-                "--seed",
-                seed,
-            ]:
+            if (
+                "stages.train" in cmd
+                and cmd[cmd.index("--exp") + 1 : cmd.index("--exp") + 4] == [exp, "--seed", seed]
+                and (within is None or _works_in(proc, within))
+            ):
                 return proc
         time.sleep(0.05)
     raise AssertionError(f"no train process of {name} within {timeout} s")
+
+
+def _works_in(proc: psutil.Process, folder: Path) -> bool:
+    """Whether `proc` works in `folder` or below (False once it has ended)."""
+    try:
+        return Path(proc.cwd()).is_relative_to(folder)
+    except psutil.Error:
+        return False

@@ -2,22 +2,29 @@
 processes, on tiny params, against a serial `dvc repro` of the same params; marked slow: a Ray
 cluster of three nodes on this machine, and a stage killed in the middle of a run."""
 
+import contextlib
+import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
 import pytest
 import yaml
 
 from tests.conftest import clone, make_project, run, tiny_params, train_process, write_params
+
+T = TypeVar("T")
 
 CHANGED_EXP = "pendulum-reinforce"
 RERUN = {
@@ -183,7 +190,7 @@ def test_killed_stage_fails_alone_and_a_rerun_completes(
         stderr=subprocess.STDOUT,
         text=True,
     ) as proc:
-        victim = train_process(f"{CHANGED_EXP}-0", timeout=120)
+        victim = train_process(f"{CHANGED_EXP}-0", timeout=120, within=repo)
         victim.send_signal(signal.SIGKILL)
         output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 1, output
@@ -215,7 +222,7 @@ def test_interrupted_run_is_one_line_and_a_rerun_completes(
         stderr=subprocess.STDOUT,
         text=True,
     ) as proc:
-        train_process(f"{CHANGED_EXP}-0", timeout=120)
+        train_process(f"{CHANGED_EXP}-0", timeout=120, within=repo)
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGINT, output
@@ -262,7 +269,7 @@ def test_params_edited_while_a_stage_runs_are_not_recorded_as_its_inputs(
         stderr=subprocess.STDOUT,
         text=True,
     ) as proc:
-        victim = train_process(f"{CHANGED_EXP}-0", timeout=120)
+        victim = train_process(f"{CHANGED_EXP}-0", timeout=120, within=repo)
         victim.suspend()
         try:
             deadline = time.monotonic() + 10
@@ -323,3 +330,229 @@ def test_cluster_of_three_nodes_gives_the_serial_lock(
         assert any(f":{label} (own folder)" in place for place in ran), result.stdout
     assert (repo / "dvc.lock").read_bytes() == (reproduced / "dvc.lock").read_bytes()
     assert stale(repo) == set()
+
+
+# Ray makes 127.0.0.1 and localhost its nodes' outward address; another loopback address stays.
+LOOPBACK = "127.0.0.2"
+
+
+def free_port() -> int:
+    """A TCP port free on `LOOPBACK` now."""
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclasses.dataclass(frozen=True)
+class RayNode:
+    """A node started by `ray start --block` in a folder of its own (its HOME, TMPDIR and
+    --temp-dir): the process and everything it started."""
+
+    folder: Path
+    process: "subprocess.Popen[bytes]"
+
+    def processes(self) -> list[psutil.Process]:
+        """Its `ray start` and every process below it still running."""
+        try:
+            top = psutil.Process(self.process.pid)
+            return [top, *top.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def raylet(self) -> psutil.Process:
+        """Its raylet."""
+        (raylet,) = [p for p in self.processes() if p.name() == "raylet"]
+        return raylet
+
+    def started(self) -> bool:
+        """Whether `ray start` said the node runs; fails the test if it exited instead."""
+        said = (self.folder / "ray-start.txt").read_text()
+        assert self.process.poll() is None, said
+        return "Ray runtime started." in said
+
+
+def stop(nodes: list[RayNode]) -> None:
+    """SIGTERM to each node's `ray start` at once (each stops its node; a worker left without
+    its head would wait a minute for it), SIGKILL to whatever of theirs is left after 60 s."""
+    left = [process for node in nodes for process in node.processes()]
+    for node in nodes:
+        node.process.terminate()
+    _, alive = psutil.wait_procs(left, timeout=60)
+    for process in alive:
+        process.kill()
+    for node in nodes:
+        node.process.wait(timeout=10)
+
+
+def poll(condition: Callable[[], T | None], what: str, timeout: float) -> T:
+    """What `condition()` returns once it is neither None nor false, asked every 50 ms; fails
+    the test after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        assert time.monotonic() < deadline, f"no {what} within {timeout} s"
+        time.sleep(0.05)
+    return result
+
+
+@pytest.fixture
+def documented_cluster() -> Iterator[tuple[str, list[RayNode]]]:
+    """The README's cluster, as separate processes on this machine: a token made on the head by
+    `ray get-auth-token --generate` and copied to the other nodes, then with
+    RAY_AUTH_MODE=token `ray start --head --port=<port> --num-cpus=1` and twice
+    `ray start --address=<head>:<port> --num-cpus=1`. Each node has its own folder (short:
+    Ray's socket paths must fit 107 bytes). Added for one machine: --block (the test holds and
+    stops each node; `ray stop` would stop every Ray here), the node address, ports, a small
+    object store, no dashboard.
+
+    :return: the head's address and the nodes, the head first.
+    """
+    root = Path(tempfile.mkdtemp(prefix="rlrepro-nodes-"))
+    port, nodes = free_port(), []
+    bin_path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+
+    def env(folder: Path) -> dict[str, str]:
+        (folder / "tmp").mkdir(parents=True, exist_ok=True)
+        home = {"HOME": str(folder), "TMPDIR": str(folder / "tmp"), "PATH": bin_path}
+        return {**os.environ, **home, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+
+    def start(name: str, *args: str) -> RayNode:
+        folder = root / name
+        command = ["ray", "start", *args, "--num-cpus=1", "--block", f"--temp-dir={folder}/ray"]
+        command += [f"--node-ip-address={LOOPBACK}", "--object-store-memory=100000000"]
+        command += [f"--dashboard-agent-listen-port={free_port()}"]
+        with (folder / "ray-start.txt").open("wb") as said:
+            process = subprocess.Popen(
+                command, env=env(folder), stdout=said, stderr=subprocess.STDOUT
+            )
+        return RayNode(folder, process)
+
+    try:
+        head_env = env(root / "head")
+        run(root, "ray", "get-auth-token", "--generate", env=head_env)
+        for worker in ("worker-1", "worker-2"):
+            (root / worker / ".ray").mkdir(parents=True)
+            shutil.copy(root / "head" / ".ray" / "auth_token", root / worker / ".ray")
+        nodes.append(start("head", "--head", f"--port={port}", "--include-dashboard=false"))
+        address = f"{LOOPBACK}:{port}"
+        nodes += [start(worker, f"--address={address}") for worker in ("worker-1", "worker-2")]
+        poll(lambda: all(node.started() for node in nodes), "three nodes started", 120)
+        poll(lambda: _alive_nodes(address, head_env) == 3, "three nodes in `ray status`", 120)
+        yield address, nodes
+    finally:
+        stop(nodes)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _alive_nodes(address: str, env: dict[str, str]) -> int:
+    """How many active nodes `ray status` lists for the cluster at `address`."""
+    status = run(Path.cwd(), "ray", "status", f"--address={address}", env=env, check=False)
+    active = status.stdout.partition("Active:")[2].partition("Pending:")[0]
+    return len(re.findall(r"^ *1 node_", active, flags=re.MULTILINE))
+
+
+def stage_in_own_folder(nodes: list[RayNode]) -> tuple[RayNode, psutil.Process] | None:
+    """The first stage (not a machine check) that one of `nodes` runs in a folder of its own,
+    with its node."""
+    for node in nodes:
+        for process in node.processes():
+            try:
+                command, cwd = process.cmdline(), Path(process.cwd())
+            except psutil.Error:
+                continue
+            stage = any(arg.startswith("stages.") for arg in command)
+            if stage and "stages.env_check" not in command and cwd.is_relative_to(node.folder):
+                return node, process
+    return None
+
+
+RUNNER_LINE = re.compile(
+    r"(start {3}|done {4}|retry {3})\S|FAILED {2}|NOT RECORDED |node |error: "
+    r"|\d+ (stages|failed|not recorded)|Everything is up to date\.$"
+)
+
+
+def not_the_runners(output: str) -> list[str]:
+    """The lines of `output` that the runner does not print: all but its own (`RUNNER_LINE`)
+    and the indented tail under a `FAILED` line."""
+    others, in_failure = [], False
+    for line in output.splitlines():
+        in_failure = line.startswith("FAILED  ") or (in_failure and line.startswith("    "))
+        if not (in_failure or RUNNER_LINE.match(line)):
+            others.append(line)
+    return others
+
+
+@pytest.mark.slow
+def test_documented_cluster_retries_the_stage_of_a_dead_node(
+    reproduced: Path, tmp_path: Path, documented_cluster: tuple[str, list[RayNode]]
+) -> None:
+    """`RAY_ADDRESS=<head>:<port> python -m tools.run` (what `make repro` runs) in a workspace on
+    the head's machine (its HOME, with the token, and RAY_AUTH_MODE=token). A stage that a
+    worker node runs in its own folder is held (SIGSTOP, so it cannot finish first), then that
+    node's raylet is killed: the runner says so in one line, starts the stage on a live node,
+    and ends 0 with the serial lock; every line on the terminal is the runner's, Ray's own are
+    in the file that line names."""
+    address, nodes = documented_cluster
+    head, workers = nodes[0], nodes[1:]
+    repo = make_project(tmp_path / "workspace", tiny_params())
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    on_head = {"HOME": str(head.folder), "RAY_AUTH_MODE": "token", "RAY_ADDRESS": address}
+    env = {**os.environ, "PATH": path, **on_head}
+    terminal = tmp_path / "terminal.txt"
+    with (
+        terminal.open("wb") as out,
+        subprocess.Popen(
+            [sys.executable, "-m", "tools.run"], cwd=repo, env=env, stdout=out, stderr=out
+        ) as proc,
+    ):
+        try:
+            node, stage = poll(lambda: stage_in_own_folder(workers), "stage on a worker", 300)
+            stage.suspend()
+            node.raylet().kill()
+            poll(lambda: "retry   " in terminal.read_text(), "retry line", 120)
+            for process in [stage, *node.processes()]:  # the rest of that machine
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
+            proc.wait(timeout=600)
+        finally:
+            proc.kill()
+    output = terminal.read_text()
+    ray_lines = not_the_runners(output)
+    print(f"Ray lines on the terminal: {len(ray_lines)}")
+    assert proc.returncode == 0, output
+    (retry,) = re.findall(r"^retry +(\S+) +its node (\S+) died \((\w+)\); (.*)$", output, re.M)
+    name, dead, error = retry[:3]
+    assert error == "NodeDiedError" and retry[3] == (
+        "once more on a live node (Ray's log: .dvc/tmp/rlrepro-ray.log)"
+    ), output
+    places = re.findall(rf"^start +{re.escape(name)} +on (\S+)", output, re.M)
+    assert len(places) == 2 and places[0] == dead != places[1], output
+    assert re.search(rf"^done +{re.escape(name)} +on {re.escape(places[1])}", output, re.M)
+    assert ray_lines == [], f"{len(ray_lines)} of Ray's lines on the terminal:\n{output}"
+    assert "[state-dump]" in (repo / ".dvc" / "tmp" / "rlrepro-ray.log").read_text()
+    assert (repo / "dvc.lock").read_bytes() == (reproduced / "dvc.lock").read_bytes()
+    assert stale(repo) == set()
+
+
+@pytest.mark.slow
+def test_documented_cluster_without_the_auth_mode_is_one_line(
+    reproduced: Path, tmp_path: Path, documented_cluster: tuple[str, list[RayNode]]
+) -> None:
+    """The head's machine, its token there, but RAY_AUTH_MODE unset for the runner (as the
+    README's commands would leave it without their `export`): the cluster refuses it; one
+    line saying what to set, exit 2, Ray's complaints in its log, dvc.lock untouched."""
+    address, nodes = documented_cluster
+    repo = clone(reproduced, tmp_path / "refused")
+    write_params(repo / "params.yaml", changed_params())  # something to run: Ray is started
+    assert "RAY_AUTH_MODE" not in os.environ
+    result = runner(repo, env={"HOME": str(nodes[0].folder), "RAY_ADDRESS": address})
+    assert result.returncode == 2, result.stdout + result.stderr
+    log = repo / ".dvc" / "tmp" / "rlrepro-ray.log"
+    assert result.stderr.splitlines() == [
+        f"error: RAY_ADDRESS={address}: that Ray cluster wants its token: set RAY_AUTH_MODE=token "
+        "and copy the head's ~/.ray/auth_token here (or name it in RAY_AUTH_TOKEN_PATH); "
+        f"Ray's log: {log}"
+    ]
+    assert not_the_runners(result.stdout) == []
+    assert "InvalidAuthToken" in log.read_text()
+    assert (repo / "dvc.lock").read_bytes() == (reproduced / "dvc.lock").read_bytes()

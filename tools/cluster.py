@@ -1,17 +1,29 @@
 """Ray, for `tools.run`: a local instance or the cluster at RAY_ADDRESS, its nodes, and stage
 tasks pinned to a node. Ray is imported here, lazily: only when a stage is to run.
+
+What Ray itself prints in the driver goes to a log file, not the terminal (`start`): what its
+C++ core and Python loggers write while it starts or joins, its Python loggers afterwards, and
+the cluster events its driver prints on stdout whatever `log_to_driver` says (a node's death
+arrives as the last 20 lines of that raylet's log, `[state-dump]` lines).
 """
 
+import contextlib
 import dataclasses
 import logging
 import os
-from typing import Any
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
 
 from rlrepro.core.errors import UserError
 from tools import remote
 
 ADDRESS_VAR = "RAY_ADDRESS"  # set: join that cluster; unset: start a local instance
 OBJECT_STORE_BYTES = 512 * 1024**2  # a local instance's store: code, inputs and outputs pass
+# Ray's token authentication (Ray >= 2.52): `disabled` or `token`, the same on every node and
+# in the driver (the nodes call the driver back for the objects it owns).
+AUTH_MODE_VAR = "RAY_AUTH_MODE"
 
 
 class ClusterError(UserError):
@@ -34,35 +46,95 @@ class Node:
     local: bool
 
 
-def start(jobs: int | None) -> list[Node]:
+def start(jobs: int | None, log: Path) -> list[Node]:
     """Join the cluster at RAY_ADDRESS, else start a local instance with `jobs` CPUs (default:
-    this process's usable CPUs); quiet, no dashboard. :return: the alive nodes with CPUs."""
+    this process's usable CPUs); quiet, no dashboard, Ray's own lines written to `log`, created
+    anew (`stderr_to` while Ray starts, then `log_to`). A cluster with token authentication
+    needs RAY_AUTH_MODE=token here too: Ray 2.60's `ray.init(address=...)` leaves it off even
+    where `ray start --head` turned it on by itself (finding ~/.ray/auth_token). It is not
+    guessed: a driver with it on is refused by the nodes of a cluster without it.
+
+    :return: the alive nodes with CPUs.
+    :raises ClusterError: the cluster cannot be joined, in one line naming why.
+    """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     # Ray starts its workers at nice 15, for a cluster's background jobs; here they are the
     # user's main work (a cluster's nodes set it with `ray start`).
     os.environ.setdefault("RAY_worker_niceness", "0")
+    address = os.environ.get(ADDRESS_VAR)
     import ray
 
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(
+        f"Ray's own lines of this run ({ADDRESS_VAR}={address or ''}); each node keeps its full "
+        "logs in <its --temp-dir, default /tmp/ray>/session_latest/logs\n"
+    )
     quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
-    address = os.environ.get(ADDRESS_VAR)
     try:
-        if address:
-            ray.init(address=address, **quiet)
-        else:
-            cpus = jobs or len(os.sched_getaffinity(0))
-            ray.init(
-                address="local",
-                num_cpus=cpus,
-                include_dashboard=False,
-                object_store_memory=OBJECT_STORE_BYTES,
-                **quiet,
-            )
+        with stderr_to(log):
+            if address:
+                ray.init(address=address, **quiet)
+            else:
+                cpus = jobs or len(os.sched_getaffinity(0))
+                ray.init(
+                    address="local",
+                    num_cpus=cpus,
+                    include_dashboard=False,
+                    object_store_memory=OBJECT_STORE_BYTES,
+                    **quiet,
+                )
     except ConnectionError as err:
+        # Ray 2.60 raises ConnectionError from a RuntimeError whose text holds the last error.
+        if "InvalidAuthToken" in str(err.__cause__):
+            raise ClusterError(
+                f"{ADDRESS_VAR}={address}: that Ray cluster wants its token: set "
+                f"{AUTH_MODE_VAR}=token and copy the head's ~/.ray/auth_token here (or name it "
+                f"in RAY_AUTH_TOKEN_PATH); Ray's log: {log}"
+            ) from err
         raise ClusterError(
-            f"{ADDRESS_VAR}={address}: cannot join that Ray cluster ({err})"
+            f"{ADDRESS_VAR}={address}: cannot join that Ray cluster ({err}); Ray's log: {log}"
         ) from err
+    log_to(log)
     ray.cloudpickle.register_pickle_by_value(remote)
     return nodes()
+
+
+@contextlib.contextmanager
+def stderr_to(path: Path) -> Iterator[None]:
+    """Append what this process writes to its stderr (file descriptor 2: Python and C++ alike)
+    to `path` meanwhile: Ray's C++ client warns there once a second while a cluster refuses
+    it, before Ray knows its log folder."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with path.open("a", encoding="utf-8") as sink:
+            os.dup2(sink.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def log_to(path: Path) -> None:
+    """Append what Ray prints in this process from now on to `path`: its Python loggers'
+    records, and the cluster events its driver prints on stdout (Ray 2.60:
+    `ray._private.worker.listen_error_messages` prints them through `print_to_stdstream`
+    even with `log_to_driver=False`, with the raylet's last log lines when a node dies)."""
+    from ray._private import worker
+
+    sink: TextIO = path.open("a", encoding="utf-8", buffering=1)
+    handler = logging.StreamHandler(sink)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    ray_logger = logging.getLogger("ray")
+    ray_logger.handlers = [handler]
+    ray_logger.propagate = False
+    os.environ["RAY_COLOR_PREFIX"] = "0"  # read as each line is printed: no colour codes
+
+    def to_file(data: dict[str, Any], ignore_prefix: bool) -> None:
+        worker.print_worker_logs(data, sink, ignore_prefix)
+
+    worker.print_to_stdstream = to_file
 
 
 def nodes() -> list[Node]:
@@ -102,6 +174,16 @@ def submit(node: Node, cpus: int, job: remote.Job, archive: Any, files: Any) -> 
         scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False),
     )
     return task.remote(job, archive, files)
+
+
+def node_died(error: Exception) -> bool:
+    """Whether `error` (from `wait_one`) says the task's node died or is gone: Ray's
+    `NodeDiedError`, or `TaskUnschedulableError` for a task pinned to a node no longer there.
+    A task whose own process died (`WorkerCrashedError`) does not count."""
+    import ray
+
+    gone = (ray.exceptions.NodeDiedError, ray.exceptions.TaskUnschedulableError)
+    return isinstance(error, gone)
 
 
 def wait_one(refs: list[Any]) -> tuple[Any, remote.Result | Exception]:

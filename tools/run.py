@@ -11,9 +11,11 @@ when DVC reports it changed or anything upstream of it runs, each as a Ray task 
 (`Durations`); when nothing is stale Ray is never imported. With RAY_ADDRESS set, stages run on
 any node of that cluster: a node other than this one gets the committed code and the stage's
 inputs through Ray's object store and runs in a folder of its own (`tools.remote`), after its
-own run of the machine checks matched this one's. Every finished stage is committed here, one at
-a time (`dvc commit --force`), so a failure loses nothing that finished. Exit 0 when every stage
-ran, 1 when one failed, 2 on a user error, 130 on Ctrl-C.
+own run of the machine checks matched this one's. A stage whose node dies is started once more
+on a live node (`Scheduler`). Every finished stage is committed here, one at a time
+(`dvc commit --force`), so a failure loses nothing that finished. Ray's own lines go to
+`.dvc/tmp/rlrepro-ray.log` (`RAY_LOG`), not the terminal. Exit 0 when every stage ran, 1 when
+one failed, 2 on a user error, 130 on Ctrl-C.
 
 Before any stage runs, each stale one whose outputs DVC's default remote or run-cache holds gets
 them from there, as in `dvc repro --pull` (`--rerun`: none does, for `make verify`); a finished
@@ -42,6 +44,7 @@ from tools.pipeline import InputsChangedError, Pipeline, Step, files, no_remote,
 T = TypeVar("T")
 
 ISOLATE_VAR = "RLREPRO_RUN_ISOLATED"  # =1: every stage in a folder of its own, even here
+RAY_LOG = Path(".dvc", "tmp", "rlrepro-ray.log")  # Ray's own lines, in DVC's untracked scratch
 
 
 class RunError(UserError):
@@ -54,9 +57,11 @@ def log(message: str) -> None:
 
 
 def failure(step: Step, where: str, result: remote.Result | Exception) -> str:
-    """The lines that report a failed stage: its name, where, why, and its stderr's tail."""
+    """The lines that report a failed stage: its name, where, why, and its stderr's tail (or,
+    when Ray's task died, Ray's message and where Ray's log is)."""
     if isinstance(result, Exception):
-        why, tail = f"its task died: {type(result).__name__}", str(result).strip()
+        why = f"its task died: {type(result).__name__} (Ray's log: {RAY_LOG})"
+        tail = str(result).strip()
     else:
         why = f"{exit_reason(result.returncode)} after {result.seconds:.1f} s"
         tail = result.stderr_tail
@@ -197,6 +202,15 @@ class Scheduler:
     upstream is done, as many at once as the nodes' free CPUs allow; machine-checks every node
     but this one before its first stage; records each finished stage.
 
+    A stage whose node dies (`cluster.node_died`) is started once more, on a live node, and
+    that node is given nothing more; a second death, or a stage that fails by itself (an exit
+    code, a signal), fails the run. The retried stage starts from its inputs as they are in
+    the workspace, in a folder of its own on a node other than this one (or in the workspace
+    here). A training's snapshots (`snapshots/`, `rlrepro.training.snapshot`) stay in the
+    folder it ran in, on the dead node, so it starts from its first step, except in the
+    workspace, where it resumes from a snapshot of its own key if an earlier run left one
+    there. Either way it ends with the same bytes.
+
     :param checks: the machine checks a node must pass (already run and passed here).
     :param jobs: at most this many CPUs in use at once (default: every node's).
     :param isolate: run every stage in a folder of its own, this node's too.
@@ -225,6 +239,7 @@ class Scheduler:
         self.running: dict[Any, tuple[Step, Node]] = {}  # by Ray ref
         self.checking: dict[Any, tuple[Step, Node]] = {}
         self.done: set[str] = set()
+        self.retried: set[str] = set()  # started once more after their node died
         self.to_record: list[Step] = []  # finished, to commit once the next ones started
         self.failures: list[str] = []
         self._archive: Any = None
@@ -272,7 +287,10 @@ class Scheduler:
             refs = [*self.running, *self.checking]
             if not refs:
                 if self.pending and not self.failures:
-                    raise RunError("no node is left to run on: every node failed its check")
+                    raise RunError(
+                        "no node is left to run on: every node failed its check or died; "
+                        f"Ray's log: {RAY_LOG}"
+                    )
                 return
             ref, result = cluster.wait_one(refs)
             if ref in self.checking:
@@ -341,7 +359,8 @@ class Scheduler:
 
     def _start(self, step: Step, node: Node) -> None:
         self.pending.remove(step)
-        self.pipe.prepare(step.name)
+        if step.name not in self.retried:  # a retry keeps the hashes its first start took
+            self.pipe.prepare(step.name)
         job, archive, data = self._job(step, node)
         ref = cluster.submit(node, step.threads, job, archive, data)
         self.running[ref] = (step, node)
@@ -354,6 +373,8 @@ class Scheduler:
     def _finished(self, ref: Any, result: remote.Result | Exception) -> None:
         step, node = self.running.pop(ref)
         self.free[node.node_id] += step.threads
+        if isinstance(result, Exception) and self._retry(step, node, result):
+            return
         if isinstance(result, remote.Result) and result.returncode == 0:
             damaged = self._receive(step, result)
             if damaged is None:
@@ -365,6 +386,20 @@ class Scheduler:
             result = RuntimeError(damaged)
         self.failures.append(failure(step, self._where(node), result))
         log(self.failures[-1])
+
+    def _retry(self, step: Step, node: Node, error: Exception) -> bool:
+        """Put `step` back to run once more when `error` says its node died, the first time;
+        exclude that node. :return: whether it was put back."""
+        if not cluster.node_died(error) or step.name in self.retried:
+            return False
+        self.state[node.node_id] = "dead"
+        self.retried.add(step.name)
+        self.pending.insert(0, step)
+        log(
+            f"retry   {step.name}  its node {node.label} died ({type(error).__name__}); once "
+            f"more on a live node (Ray's log: {RAY_LOG})"
+        )
+        return True
 
     def _receive(self, step: Step, result: remote.Result) -> str | None:
         """Write a folder-mode stage's outputs into the workspace, each checked against the hash
@@ -395,7 +430,7 @@ class Scheduler:
 
     def _checked(self, ref: Any, result: remote.Result | Exception) -> None:
         step, node = self.checking.pop(ref)
-        if self.state[node.node_id] == "excluded":
+        if self.state[node.node_id] in ("excluded", "dead"):
             return
         why = self._check_differs(step, result)
         if why is not None:
@@ -485,7 +520,8 @@ def _run(
         # While the checks run: what is stale already, and Ray (seconds to start) if anything is,
         # unless a remote may give it all back (after the checks: its stages read their outputs).
         stale.extend(to_run(pipe.steps, pipe.changed()))
-        return cluster.start(jobs) if stale and (rerun or not pipe.remote()) else None
+        ray_log = pipe.root / RAY_LOG
+        return cluster.start(jobs, ray_log) if stale and (rerun or not pipe.remote()) else None
 
     nodes: list[Node] | None = None
     try:
@@ -503,7 +539,7 @@ def _run(
             log("Everything is up to date.")
             return 0
         check_params(targets, experiments=True)  # before any stage trains
-        nodes = nodes or cluster.start(jobs)
+        nodes = nodes or cluster.start(jobs, pipe.root / RAY_LOG)
         return Scheduler(pipe, recorder, durations, stale, checks, nodes, jobs, isolate).run()
     finally:
         if nodes is not None or "ray" in sys.modules:
