@@ -168,7 +168,7 @@ def clone(repo: Path, dest: Path) -> Path:
     run(dest.parent, "git", "clone", "-q", str(repo), str(dest))
     run(dest, "git", "config", "user.email", "test@example.invalid")
     run(dest, "git", "config", "user.name", "test")
-    if run(dest, "dvc", "config", "core.remote", check=False).returncode == 0:
+    if run(dest, "dvc", "config", "core.remote", check=False).stdout.strip():  # empty: none
         run(dest, "dvc", "pull", "-q")
     return dest
 

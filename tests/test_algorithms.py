@@ -184,7 +184,8 @@ def test_normalizer_matches_vecnormalize() -> None:
         ),
         (
             {"algo": "sac", "env": "InvertedPendulum-v5", "hyperparams": {"tau_": 0.1}},
-            "experiments.bad.hyperparams.tau_: unknown hyperparameter of sac; accepted: ",
+            "experiments.bad.hyperparams.tau_: unknown hyperparameter of sac; did you mean `tau`? "
+            "accepted: ",
         ),
         (
             {"algo": "sac", "env": "InvertedPendulum-v5", "hyperparams": {"learning_rate": "1e-4"}},

@@ -40,19 +40,24 @@ def test_repro_twice_gives_identical_bytes(reproduced: Path, tmp_path: Path) -> 
 
 def test_metrics_show_one_short_row_per_experiment(reproduced: Path) -> None:
     shown = run(reproduced, "dvc", "metrics", "show").stdout.splitlines()
-    assert shown[0].split()[:4] == ["Path", "iqm", "iqm_hi", "iqm_lo"], shown
+    # 2 seeds: the IQM without an interval (fewer than 10 runs), the mean with its t interval
+    assert shown[0].split()[:5] == ["Path", "iqm", "mean", "mean_hi", "mean_lo"], shown
     assert sorted(line.split()[0] for line in shown[1:]) == [
         f"metrics/{exp}.json" for exp in EXPERIMENTS
     ]
     assert max(len(line) for line in shown) <= 120, shown
 
 
-def test_plots_show_one_figure_per_experiment(reproduced: Path, tmp_path: Path) -> None:
-    run(reproduced, "dvc", "plots", "show", "--json", "-o", str(tmp_path / "plots"))
+def test_plots_show_one_curve_and_the_figures_per_experiment(
+    reproduced: Path, tmp_path: Path
+) -> None:
     shown = json.loads(
         run(reproduced, "dvc", "plots", "show", "--json", "-o", str(tmp_path / "p")).stdout
     )
-    assert sorted(shown["data"]) == [f"reports/curves/{exp}.csv" for exp in EXPERIMENTS]
+    curves = [f"reports/curves/{exp}.csv" for exp in EXPERIMENTS]
+    figures = [f"reports/figures/{name}.png" for name in ("all-curves", "all-final-iqm")]
+    figures += [f"reports/figures/{exp}.png" for exp in EXPERIMENTS]
+    assert sorted(shown["data"]) == sorted(curves + figures)
     html = run(reproduced, "dvc", "plots", "show", "-o", str(tmp_path / "html")).stdout
     assert "index.html" in html
 
