@@ -222,6 +222,8 @@ def test_interrupted_run_is_one_line_and_a_rerun_completes(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # As from a terminal: a job started in the background by a script inherits SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     ) as proc:
         # The stage is held stopped while the runner gets Ctrl-C, so the run cannot end first.
         victim = train_process(f"{CHANGED_EXP}-0", timeout=120, within=repo)
