@@ -42,6 +42,22 @@ def changed_params() -> dict[str, Any]:
     return data
 
 
+@contextlib.contextmanager
+def held(victim: psutil.Process, within: float) -> Iterator[None]:
+    """Inside, `victim` is stopped (SIGSTOP, seen within `within` seconds); it goes on after,
+    if it is still there."""
+    victim.suspend()
+    try:
+        deadline = time.monotonic() + within
+        while victim.status() != psutil.STATUS_STOPPED:  # the signal lands asynchronously
+            assert time.monotonic() < deadline, victim.status()
+            time.sleep(0.01)
+        yield
+    finally:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            victim.resume()
+
+
 def runner(
     repo: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -226,18 +242,9 @@ def test_interrupted_run_is_one_line_and_a_rerun_completes(
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     ) as proc:
         # The stage is held stopped while the runner gets Ctrl-C, so the run cannot end first.
-        victim = train_process(f"{CHANGED_EXP}-0", timeout=120, within=repo)
-        victim.suspend()
-        try:
-            deadline = time.monotonic() + 30
-            while victim.status() != psutil.STATUS_STOPPED:  # the signal lands asynchronously
-                assert time.monotonic() < deadline, victim.status()
-                time.sleep(0.01)
+        with held(train_process(f"{CHANGED_EXP}-0", timeout=120, within=repo), 30):
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=120)
-        finally:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                victim.resume()
         output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGINT, output
     assert "error: interrupted (SIGINT)" in output and "Traceback" not in output, output
@@ -283,18 +290,10 @@ def test_params_edited_while_a_stage_runs_are_not_recorded_as_its_inputs(
         stderr=subprocess.STDOUT,
         text=True,
     ) as proc:
-        victim = train_process(f"{CHANGED_EXP}-0", timeout=120, within=repo)
-        victim.suspend()
-        try:
-            deadline = time.monotonic() + 10
-            while victim.status() != psutil.STATUS_STOPPED:  # the signal lands asynchronously
-                assert time.monotonic() < deadline, victim.status()
-                time.sleep(0.01)
+        with held(train_process(f"{CHANGED_EXP}-0", timeout=120, within=repo), 10):
             edited = changed_params()
             edited["experiments"][CHANGED_EXP]["budget"] = {"episodes": 4}
             write_params(repo / "params.yaml", edited)
-        finally:
-            victim.resume()
         output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 1, output
     name = f"train@{CHANGED_EXP}-0"
