@@ -67,7 +67,7 @@ _EXP_OVERFLOW = 709.782712893384  # exp(x) is inf in float64 above this
 _library: torch.library.Library | None = None
 _native_library: ctypes.CDLL | None = None
 _HERE = Path(__file__).parent
-_SOURCES = (_HERE / "portable.c", _HERE / "portable_aten.cpp")
+_SOURCES = (_HERE / "portable.c", _HERE / "matmul.c", _HERE / "portable_aten.cpp")
 # No fused multiply-add (contraction would change bits), no fast math; AVX2 for SLEEF's types.
 _CFLAGS = ("-O3", "-mavx2", "-mfma", "-ffp-contract=off", "-fno-math-errno")
 _CXXFLAGS = ("-O2", "-std=c++17")
@@ -166,6 +166,72 @@ def _elu_backward(
     xd, g = x.double(), grad.double()
     negative = g * input_scale * (alpha * scale) * _exp(xd * input_scale)
     return torch.where(xd <= 0.0, negative, g * scale).to(x.dtype)
+
+
+# Halfway between float32's largest value and 2**128: a sum from there on rounds to infinity.
+_FLOAT32_OVERFLOW = float.fromhex("0x1.ffffffp+127")
+
+
+def _fma32(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """float32 x * y + z rounded once (IEEE 754's fusedMultiplyAdd, as the FMA instruction and
+    the C library's fmaf give it), elementwise with broadcasting.
+
+    In float64 the product is exact (24 + 24 bits) and the sum s is within half a float64 ulp of
+    the exact x * y + z, its error e exact too (TwoSum). Rounding s to float32 is then the correct
+    result except where s lies exactly halfway between two float32 values while e is not 0: the
+    exact value is on e's side of the midpoint, so it rounds to the neighbour on that side.
+    """
+    product = x.astype(np.float64) * y.astype(np.float64)
+    addend = z.astype(np.float64)
+    s = product + addend
+    t = s - product
+    with np.errstate(invalid="ignore"):
+        error = (product - (s - t)) + (addend - t)  # nan where s is not finite: s is the result
+        rounded = s.astype(np.float32)
+        towards = np.nextafter(rounded, np.where(s > rounded, np.inf, -np.inf).astype(np.float32))
+        overflow = np.isinf(rounded) & np.isfinite(s)
+        towards = np.where(overflow, np.copysign(np.finfo(np.float32).max, s), towards)
+        middle = np.where(
+            overflow,
+            np.copysign(_FLOAT32_OVERFLOW, s),
+            (rounded.astype(np.float64) + towards.astype(np.float64)) * 0.5,
+        )
+        on_side = (error > 0) == (towards > rounded)
+        beyond = np.isfinite(s) & (s == middle) & (error != 0) & on_side
+    return np.where(beyond, towards, rounded).astype(np.float32)
+
+
+def _matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """float32 a @ b (m x k times k x n) with each element accumulated in matmul.c's order:
+    acc = +0, then acc = fma(a[i, p], b[p, j], acc) for p = 0 .. k-1."""
+    x, y = a.detach().numpy(), b.detach().numpy()
+    acc = np.zeros((x.shape[0], y.shape[1]), dtype=np.float32)
+    for p in range(x.shape[1]):
+        acc = _fma32(x[:, p : p + 1], y[p : p + 1, :], acc)
+    return torch.from_numpy(acc)
+
+
+def _addmm(
+    s: torch.Tensor, a: torch.Tensor, b: torch.Tensor, beta: Any, alpha: Any
+) -> torch.Tensor:
+    """ATen's addmm in matmul.c's order: alpha * (a @ b), then beta * s added (s unread when beta
+    is 0); each step rounded to float32, skipped when its factor is 1."""
+    alpha32, beta32 = np.float32(float(alpha)), np.float32(float(beta))
+    y = _matmul(a, b).numpy()
+    if alpha32 != 1:
+        y = alpha32 * y
+    if beta32 != 0:
+        bias = np.broadcast_to(s.detach().numpy(), y.shape)
+        y = (bias if beta32 == 1 else beta32 * bias) + y
+    return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
+
+
+def _bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """float32 batched a @ b as `_matmul` of each pair."""
+    out = torch.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=torch.float32)
+    for i in range(a.shape[0]):
+        out[i] = _matmul(a[i], b[i])
+    return out
 
 
 def _pow_half(x: torch.Tensor, exponent: Any) -> bool:
@@ -345,6 +411,65 @@ def _register_elu(lib: torch.library.Library) -> None:
     lib.impl("elu_backward.grad_input", impl_backward_out, "CPU", with_keyset=True)
 
 
+def _register_matmul(lib: torch.library.Library) -> None:
+    """float32 mm, addmm and bmm (functional, out= and in-place) as `_matmul`, `_addmm` and
+    `_bmm`; other dtypes, shapes ATen refuses and biases that do not broadcast to ATen's."""
+    names = ("mm", "mm.out", "addmm", "addmm.out", "addmm_", "bmm", "bmm.out")
+    originals = {name: torch.library.get_kernel(f"aten::{name}", "CPU") for name in names}
+
+    def ours(a: torch.Tensor, b: torch.Tensor, dim: int = 2, *others: torch.Tensor) -> bool:
+        floats = all(t.dtype == torch.float32 for t in (a, b, *others))
+        shaped = a.dim() == b.dim() == dim and a.shape[-1] == b.shape[-2]
+        return floats and shaped and (dim == 2 or a.shape[0] == b.shape[0])
+
+    def addable(s: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *others: Any) -> bool:
+        if not ours(a, b, 2, s, *others):
+            return False
+        try:
+            torch.broadcast_shapes(s.shape, (a.shape[0], b.shape[1]))
+        except RuntimeError:
+            return False
+        return s.dim() <= 2
+
+    def mm(keys: Any, a: Any, b: Any) -> Any:
+        return _matmul(a, b) if ours(a, b) else originals["mm"].call_boxed(keys, a, b)
+
+    def mm_out(keys: Any, a: Any, b: Any, *, out: Any) -> Any:
+        if ours(a, b, 2, out):
+            return _write_out(_matmul(a, b), out)
+        return originals["mm.out"].call_boxed(keys, a, b, out=out)
+
+    def addmm(keys: Any, s: Any, a: Any, b: Any, *, beta: Any = 1, alpha: Any = 1) -> Any:
+        if addable(s, a, b):
+            return _addmm(s, a, b, beta, alpha)
+        return originals["addmm"].call_boxed(keys, s, a, b, beta=beta, alpha=alpha)
+
+    def addmm_out(
+        keys: Any, s: Any, a: Any, b: Any, *, beta: Any = 1, alpha: Any = 1, out: Any
+    ) -> Any:
+        if addable(s, a, b, out):
+            return _write_out(_addmm(s, a, b, beta, alpha), out)
+        return originals["addmm.out"].call_boxed(keys, s, a, b, beta=beta, alpha=alpha, out=out)
+
+    def addmm_(keys: Any, s: Any, a: Any, b: Any, *, beta: Any = 1, alpha: Any = 1) -> Any:
+        if addable(s, a, b) and s.shape == (a.shape[0], b.shape[1]):
+            return s.copy_(_addmm(s, a, b, beta, alpha))
+        return originals["addmm_"].call_boxed(keys, s, a, b, beta=beta, alpha=alpha)
+
+    def bmm(keys: Any, a: Any, b: Any) -> Any:
+        return _bmm(a, b) if ours(a, b, 3) else originals["bmm"].call_boxed(keys, a, b)
+
+    def bmm_out(keys: Any, a: Any, b: Any, *, out: Any) -> Any:
+        if ours(a, b, 3, out):
+            return _write_out(_bmm(a, b), out)
+        return originals["bmm.out"].call_boxed(keys, a, b, out=out)
+
+    for name, kernel in zip(
+        names, (mm, mm_out, addmm, addmm_out, addmm_, bmm, bmm_out), strict=True
+    ):
+        lib.impl(name, kernel, "CPU", with_keyset=True)
+
+
 def _run(command: list[str]) -> None:
     """Run a compiler; :raises OSError: with its message when it fails or is missing."""
     done = subprocess.run(command, capture_output=True, text=True)
@@ -370,12 +495,16 @@ def _compile() -> Path:
     abi = f"-D_GLIBCXX_USE_CXX11_ABI={int(torch.compiled_with_cxx11_abi())}"
     cc, cxx, lib = os.environ.get("CC", "cc"), os.environ.get("CXX", "c++"), torch_dir / "lib"
     with tempfile.TemporaryDirectory(dir=target.parent) as folder:
-        c_object, cxx_object, linked = (f"{folder}/{name}" for name in ("c.o", "cxx.o", "lib.so"))
-        _run([cc, *_CFLAGS, "-fPIC", "-c", str(_SOURCES[0]), "-o", c_object])
-        include = f"-I{torch_dir / 'include'}"
-        _run([cxx, *_CXXFLAGS, "-fPIC", include, abi, "-c", str(_SOURCES[1]), "-o", cxx_object])
+        objects = [f"{folder}/{source.stem}.o" for source in _SOURCES]
+        for source, built in zip(_SOURCES, objects, strict=True):
+            if source.suffix == ".c":
+                _run([cc, *_CFLAGS, "-fPIC", "-c", str(source), "-o", built])
+            else:
+                include = f"-I{torch_dir / 'include'}"
+                _run([cxx, *_CXXFLAGS, "-fPIC", include, abi, "-c", str(source), "-o", built])
+        linked = f"{folder}/lib.so"
         link = [f"-L{lib}", "-ltorch_cpu", "-lc10", f"-Wl,-rpath,{lib}"]
-        _run([cxx, "-shared", c_object, cxx_object, "-o", linked, *link])
+        _run([cxx, "-shared", *objects, "-o", linked, *link])
         Path(linked).replace(target)
     for old in target.parent.glob("rlrepro-portable-*.so"):  # of other sources: never used again
         if old != target:
@@ -441,4 +570,5 @@ def install() -> None:
             _register_pow(lib)
             _register_softplus(lib)
             _register_elu(lib)
+            _register_matmul(lib)
     _library = lib

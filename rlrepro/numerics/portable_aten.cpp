@@ -2,9 +2,10 @@
 //
 // `rl_install()` does what portable.py's Python registration does, with the same results:
 // sqrt, exp, log, tanh and sigmoid (functional, out= and in-place), pow(x, 0.5), softplus and
-// ELU and their gradients, for float32 and float64. A contiguous tensor goes to portable.c; any other layout to the ATen ops of
-// portable.py's functions, called in the same order; other dtypes to ATen's own kernel, taken
-// from the dispatcher before it is replaced.
+// ELU and their gradients, for float32 and float64: a contiguous tensor goes to portable.c, any
+// other layout to the ATen ops of portable.py's functions, called in the same order. And float32
+// mm, addmm and bmm (matmul.c, any layout). Other dtypes go to ATen's own kernel, taken from the
+// dispatcher before it is replaced.
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/util/Exception.h>
@@ -36,6 +37,12 @@ int rl_elu_f32(const float *, float *, int64_t, double, double, double);
 int rl_elu_f64(const double *, double *, int64_t, double, double, double);
 int rl_elu_backward_f32(const float *, const float *, float *, int64_t, double, double, double);
 int rl_elu_backward_f64(const double *, const double *, double *, int64_t, double, double, double);
+struct rl_matrix {  // matmul.c's `matrix`: element (i, j) at p[i * rs + j * cs]
+  const float *p;
+  int64_t rs, cs;
+};
+int rl_matmul_f32(int64_t, int64_t, int64_t, rl_matrix, rl_matrix, float *, int64_t, int64_t, float,
+                  float, const float *, int64_t, int64_t);
 }
 
 namespace {
@@ -402,6 +409,135 @@ struct Elu {
   }
 };
 
+// float32 mm, addmm and bmm (functional, out= and in-place) as matmul.c's fixed-order product;
+// other dtypes, shapes ATen refuses and unbroadcastable biases to ATen's own kernels (and their
+// errors).
+struct Matmul {
+  static inline std::optional<Original> mm, mm_out, addmm, addmm_out, addmm_, bmm, bmm_out;
+
+  static bool ours(const at::Tensor &a, const at::Tensor &b, int64_t dim) {
+    return a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat && a.dim() == dim &&
+           b.dim() == dim && a.size(dim - 1) == b.size(dim - 2) &&
+           (dim == 2 || a.size(0) == b.size(0));
+  }
+
+  static bool scalars(const c10::Scalar &beta, const c10::Scalar &alpha) {
+    return !beta.isComplex() && !alpha.isComplex();
+  }
+
+  // c = beta * self + alpha * (a b), self broadcast to c's shape (unread when beta is 0).
+  static void into(at::Tensor &c, const at::Tensor &a, const at::Tensor &b, float alpha, float beta,
+                   const at::Tensor *self) {
+    int64_t m = a.size(0), k = a.size(1), n = b.size(1);
+    at::Tensor s;
+    if (beta != 0.0f) s = self->expand({m, n});
+    rl_matrix av{a.const_data_ptr<float>(), a.stride(0), a.stride(1)};
+    rl_matrix bv{b.const_data_ptr<float>(), b.stride(0), b.stride(1)};
+    int failed = rl_matmul_f32(m, n, k, av, bv, c.mutable_data_ptr<float>(), c.stride(0), c.stride(1),
+                               alpha, beta, beta != 0.0f ? s.const_data_ptr<float>() : nullptr,
+                               beta != 0.0f ? s.stride(0) : 0, beta != 0.0f ? s.stride(1) : 0);
+    TORCH_CHECK(failed == 0, "portable matmul: no memory for ", m, "x", k, " times ", k, "x", n);
+  }
+
+  static at::Tensor product(const at::Tensor &a, const at::Tensor &b, float alpha, float beta,
+                            const at::Tensor *self) {
+    at::Tensor c = at::empty({a.size(0), b.size(1)}, a.options());
+    into(c, a, b, alpha, beta, self);
+    return c;
+  }
+
+  static at::Tensor batched(const at::Tensor &a, const at::Tensor &b) {
+    at::Tensor c = at::empty({a.size(0), a.size(1), b.size(2)}, a.options());
+    for (int64_t i = 0; i < a.size(0); ++i) {
+      at::Tensor ci = c.select(0, i);
+      into(ci, a.select(0, i), b.select(0, i), 1.0f, 0.0f, nullptr);
+    }
+    return c;
+  }
+
+  static bool addable(const at::Tensor &self, const at::Tensor &a, const at::Tensor &b,
+                      const c10::Scalar &beta, const c10::Scalar &alpha) {
+    return ours(a, b, 2) && self.scalar_type() == at::kFloat && scalars(beta, alpha) &&
+           at::is_expandable_to(self.sizes(), {a.size(0), b.size(1)});
+  }
+
+  static at::Tensor call_mm(c10::DispatchKeySet keys, const at::Tensor &a, const at::Tensor &b) {
+    if (ours(a, b, 2)) return product(a, b, 1.0f, 0.0f, nullptr);
+    at::Tensor result;
+    mm->call(keys, {a, b}, &result);
+    return result;
+  }
+
+  static at::Tensor &call_mm_out(c10::DispatchKeySet keys, const at::Tensor &a, const at::Tensor &b,
+                                 at::Tensor &out) {
+    if (ours(a, b, 2) && out.scalar_type() == at::kFloat) {
+      return write_out(product(a, b, 1.0f, 0.0f, nullptr), out);
+    }
+    mm_out->call(keys, {a, b, out}, nullptr);
+    return out;
+  }
+
+  static at::Tensor call_addmm(c10::DispatchKeySet keys, const at::Tensor &self, const at::Tensor &a,
+                               const at::Tensor &b, const c10::Scalar &beta, const c10::Scalar &alpha) {
+    if (addable(self, a, b, beta, alpha)) {
+      return product(a, b, alpha.to<float>(), beta.to<float>(), &self);
+    }
+    at::Tensor result;
+    addmm->call(keys, {self, a, b, beta, alpha}, &result);
+    return result;
+  }
+
+  static at::Tensor &call_addmm_out(c10::DispatchKeySet keys, const at::Tensor &self,
+                                    const at::Tensor &a, const at::Tensor &b, const c10::Scalar &beta,
+                                    const c10::Scalar &alpha, at::Tensor &out) {
+    if (addable(self, a, b, beta, alpha) && out.scalar_type() == at::kFloat) {
+      return write_out(product(a, b, alpha.to<float>(), beta.to<float>(), &self), out);
+    }
+    addmm_out->call(keys, {self, a, b, beta, alpha, out}, nullptr);
+    return out;
+  }
+
+  static at::Tensor &call_addmm_(c10::DispatchKeySet keys, at::Tensor &self, const at::Tensor &a,
+                                 const at::Tensor &b, const c10::Scalar &beta, const c10::Scalar &alpha) {
+    if (addable(self, a, b, beta, alpha) && self.sizes() == at::IntArrayRef{a.size(0), b.size(1)}) {
+      return self.copy_(product(a, b, alpha.to<float>(), beta.to<float>(), &self));
+    }
+    addmm_->call(keys, {self, a, b, beta, alpha}, nullptr);
+    return self;
+  }
+
+  static at::Tensor call_bmm(c10::DispatchKeySet keys, const at::Tensor &a, const at::Tensor &b) {
+    if (ours(a, b, 3)) return batched(a, b);
+    at::Tensor result;
+    bmm->call(keys, {a, b}, &result);
+    return result;
+  }
+
+  static at::Tensor &call_bmm_out(c10::DispatchKeySet keys, const at::Tensor &a, const at::Tensor &b,
+                                  at::Tensor &out) {
+    if (ours(a, b, 3) && out.scalar_type() == at::kFloat) return write_out(batched(a, b), out);
+    bmm_out->call(keys, {a, b, out}, nullptr);
+    return out;
+  }
+
+  static void install(torch::Library &lib) {
+    mm = take("aten::mm", "");
+    mm_out = take("aten::mm", "out");
+    addmm = take("aten::addmm", "");
+    addmm_out = take("aten::addmm", "out");
+    addmm_ = take("aten::addmm_", "");
+    bmm = take("aten::bmm", "");
+    bmm_out = take("aten::bmm", "out");
+    lib.impl("mm", TORCH_FN(call_mm));
+    lib.impl("mm.out", TORCH_FN(call_mm_out));
+    lib.impl("addmm", TORCH_FN(call_addmm));
+    lib.impl("addmm.out", TORCH_FN(call_addmm_out));
+    lib.impl("addmm_", TORCH_FN(call_addmm_));
+    lib.impl("bmm", TORCH_FN(call_bmm));
+    lib.impl("bmm.out", TORCH_FN(call_bmm_out));
+  }
+};
+
 std::unique_ptr<torch::Library> library;
 
 // Drops warnings: "Overriding a previously registered kernel" is what rl_install does.
@@ -427,6 +563,7 @@ extern "C" int rl_install() {
     PowHalf::install(*lib);
     Softplus::install(*lib);
     Elu::install(*lib);
+    Matmul::install(*lib);
     library = std::move(lib);
     return 0;
   } catch (const std::exception &error) {
