@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.nn import functional
 
+from rlrepro import numerics
 from rlrepro.agents.networks import GAUSSIAN_ENTRY, GaussianPolicy, box_dims, mean_actor
 from rlrepro.agents.rollout import Episode
 from rlrepro.core.params import Experiment, build
@@ -172,6 +173,7 @@ def train(
         optimizer = torch.optim.AdamW(
             policy.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
         )
+        numerics.fuse(optimizer)
         generator = torch.Generator().manual_seed(seed)
         steps = episodes = 0
         obs, _ = env.reset(seed=seed)

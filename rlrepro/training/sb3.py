@@ -14,6 +14,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -21,6 +22,7 @@ from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
+from rlrepro import numerics
 from rlrepro.agents import checkpoint, normalize
 from rlrepro.agents.algorithms import sb3_actor, sb3_class
 from rlrepro.agents.networks import activation
@@ -123,6 +125,9 @@ class _Recorder(BaseCallback):
         self.updates = updates
 
     def _on_training_start(self) -> None:
+        # The parameters' memory, as numpy arrays: the optimizers update them in place, so the
+        # trace hashes these without walking the policy's modules after every update.
+        self._weights = [p.detach().numpy() for p in self.model.policy.parameters()]
         if self.model.num_timesteps == 0:  # not when resumed
             self.recording.evaluate(0, self._actor)
 
@@ -135,9 +140,8 @@ class _Recorder(BaseCallback):
         self.recording.evaluate(self.num_timesteps, self._actor, last=True)
 
     def _trace(self, force: bool) -> None:
-        params = self.model.policy.parameters()
         obs = self.model._last_obs
-        self.recording.trace.record(self.updates, self.num_timesteps, params, obs, force=force)
+        self.recording.trace.record(self.updates, self.num_timesteps, self._weights, obs, force)
 
     def _actor(self) -> Actor:
         env = self.model.get_vec_normalize_env()
@@ -172,7 +176,7 @@ def _model(exp: Experiment, name: str, seed: int) -> BaseAlgorithm:
         "activation_fn": activation(exp.policy.activation),
     }
     try:
-        return sb3_class(exp.algo)(
+        model = sb3_class(exp.algo)(
             "MlpPolicy",
             env,
             seed=seed,
@@ -186,6 +190,17 @@ def _model(exp: Experiment, name: str, seed: int) -> BaseAlgorithm:
         raise ParamsError(
             f"experiments.{name}.hyperparams: {exp.algo} rejects them: {why}"
         ) from err
+    for optimizer in _optimizers(model):
+        numerics.fuse(optimizer)
+    return model
+
+
+def _optimizers(model: BaseAlgorithm) -> list[th.optim.Optimizer]:
+    """Every optimizer of `model`: its policy's modules' (policy, actor, critic) and its own
+    (SAC's entropy coefficient)."""
+    owners: list[Any] = [model, *model.policy.modules()]
+    found = [v for o in owners for v in vars(o).values() if isinstance(v, th.optim.Optimizer)]
+    return list(dict.fromkeys(found))
 
 
 # Attributes of a model that a snapshot leaves out: the logger (open streams; `learn` makes a new
