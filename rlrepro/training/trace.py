@@ -24,13 +24,20 @@ class TracePoint(NamedTuple):
     obs: str
 
 
+# A dtype's name, as str() gives it: str() of a dtype is slow, and a trace hashes every
+# parameter of the policy after every update.
+_DTYPE_NAMES: dict[np.dtype[Any], str] = {}
+
+
 def short_hash(arrays: Iterable[np.ndarray]) -> str:
     """The first 16 hex digits of the sha256 of the arrays' dtypes, shapes and bytes."""
     digest = hashlib.sha256()
     for array in arrays:
         contiguous = np.ascontiguousarray(array)
-        digest.update(f"{contiguous.dtype}{contiguous.shape}".encode())
-        digest.update(contiguous.tobytes())
+        dtype = contiguous.dtype
+        name = _DTYPE_NAMES.get(dtype) or _DTYPE_NAMES.setdefault(dtype, str(dtype))
+        digest.update(f"{name}{contiguous.shape}".encode())
+        digest.update(contiguous.data)  # its buffer: the same bytes as tobytes(), not copied
     return digest.hexdigest()[:16]
 
 
@@ -48,15 +55,17 @@ class Trace:
         self,
         update: int,
         step: int,
-        params: Iterable[torch.Tensor],
+        params: Iterable[torch.Tensor | np.ndarray],
         obs: Any,
         force: bool = False,
     ) -> None:
-        """Hash `params` and `obs` (an array, or a dict of them) if `update` is due or `force`d."""
+        """Hash `params` (tensors, or arrays of their values) and `obs` (an array, or a dict of
+        them) if `update` is due or `force`d."""
         due = force or update % self.every == 0
         if not due or (self.points and self.points[-1].update == update):
             return
-        weights = short_hash(p.detach().numpy() for p in params)
+        values = (p.detach().numpy() if isinstance(p, torch.Tensor) else p for p in params)
+        weights = short_hash(values)
         arrays = [obs[k] for k in sorted(obs)] if isinstance(obs, dict) else [np.asarray(obs)]
         self.points.append(TracePoint(update, step, weights, short_hash(arrays)))
 
