@@ -57,9 +57,11 @@ verify: $(STAMP)
 verify-stats: $(STAMP)
 	$(BIN)/python -m tools.verify --stats --pipeline $(PIPELINE)
 
-# Where users wait, as ratios against anchors measured in the same run (benchmarks/speed.py),
+# The matrix product against MKL's (benchmarks/gemm.py); where users wait, as ratios against
+# anchors measured in the same run (benchmarks/speed.py),
 # then the speed and sample efficiency of the last runs here: the main pipeline and every study.
 bench: $(STAMP)
+	$(BIN)/python -m benchmarks.gemm
 	$(BIN)/python -m benchmarks.speed
 	$(BIN)/python -m benchmarks.bench . $(wildcard studies/*)
 
