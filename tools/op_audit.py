@@ -146,6 +146,9 @@ def _sb3_runs() -> Iterator[tuple[str, Callable[[], None]]]:
     from stable_baselines3.common.noise import NormalActionNoise
     from stable_baselines3.common.vec_env import VecNormalize
 
+    from rlrepro import numerics
+    from rlrepro.training import sb3
+
     net = {"net_arch": [8, 8]}
     off_policy: dict[str, Any] = {"learning_starts": 50, "batch_size": 16, "policy_kwargs": net}
 
@@ -158,6 +161,8 @@ def _sb3_runs() -> Iterator[tuple[str, Callable[[], None]]]:
                 env = VecNormalize(env, norm_obs=True, norm_reward=True)
             # SB3 adds keys to policy_kwargs: each run gets its own copy.
             model = algo("MlpPolicy", env, seed=0, device="cpu", **copy.deepcopy(kwargs))
+            for optimizer in sb3._optimizers(model):  # Adam's fused step, as the stages run it
+                numerics.fuse(optimizer)
             model.learn(steps)
             obs = env.reset()
             for deterministic in (True, True, False, False):

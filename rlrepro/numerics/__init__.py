@@ -20,7 +20,10 @@ PINNED_ENV: dict[str, str] = {
     "MKL_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_DYNAMIC": "FALSE",
-    # MKL's conditional numerical reproducibility: the same results on every instruction set.
+    # MKL's conditional numerical reproducibility: the same results on every instruction set, for
+    # what still goes to MKL: the QR decomposition of orthogonal initialisation (PPO's and A2C's
+    # weights: other bits under MKL_CBWR=AVX2 and AVX512, measured on one CPU). Float32
+    # products no longer do (`portable`'s matmul), so it costs nothing on the training paths.
     "MKL_CBWR": "COMPATIBLE",
 }
 if platform.machine().lower() in ("x86_64", "amd64"):
