@@ -72,6 +72,22 @@ def test_sb3_algorithm_by_name_trains_repeatably(tmp_path: Path, algo: str) -> N
     assert _evaluate(params_file, first.model, tmp_path)["episodes"] == 2
 
 
+@pytest.mark.parametrize("algo", ["dqn", "ppo", "sac", "td3"])
+def test_every_adam_steps_fused(tmp_path: Path, algo: str) -> None:
+    """Every Adam optimizer of a trained SB3 model (SAC's three, TD3's two) stepped with
+    torch's fused kernel, and its checkpoint says so, for `PPO.load` and the like to keep."""
+    params_file = _params(tmp_path, f"tiny-{algo}", {"algo": algo, **TINY_SB3[algo]})
+    run = train_run(params_file, tmp_path / "a", f"tiny-{algo}", seed=0)
+    entries = checkpoint.read_entries(run.model)
+    states = [
+        torch.load(io.BytesIO(data), weights_only=True)
+        for name, data in entries.items()
+        if name.endswith("optimizer.pth")
+    ]
+    assert len(states) == {"sac": 3, "td3": 2}.get(algo, 1)
+    assert all(group["fused"] for state in states for group in state["param_groups"])
+
+
 # TINY_SB3, plus gSDE: PPO's actor keeps its layout, SAC's clips its mean in a Sequential of its
 # own, which `policy_actor` leaves to SB3's load.
 ACTORS: dict[str, dict[str, Any]] = TINY_SB3 | {
