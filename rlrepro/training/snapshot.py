@@ -37,13 +37,11 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import mujoco
 import numpy as np
 import torch
 import yaml
-from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.vec_env import VecNormalize
 
@@ -51,9 +49,11 @@ from rlrepro.core import faults, requirements
 from rlrepro.core.errors import StageError, StoppedError
 from rlrepro.core.files import canonical_json, writing
 
+if TYPE_CHECKING:
+    from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
+
 FOLDER = Path("snapshots")  # relative to the stage's folder; untracked
-_INTEGRATION = mujoco.mjtState.mjSTATE_INTEGRATION
-_MUJOCO_TYPES = (mujoco.MjModel, mujoco.MjData)
+_MUJOCO_ENV = "gymnasium.envs.mujoco.mujoco_env"
 _MUJOCO_ATTRS = ("model", "data", "mujoco_renderer")
 
 
@@ -213,15 +213,17 @@ class _Pickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, np.dtype) and obj.isbuiltin == 1:
             return np.dtype, (obj.str,)
-        if isinstance(obj, MujocoEnv):
+        if _is_mujoco_env(obj):
+            import mujoco
+
             attrs = {
                 k: v
                 for k, v in obj.__dict__.items()
-                if k not in _MUJOCO_ATTRS and not isinstance(v, _MUJOCO_TYPES)
+                if k not in _MUJOCO_ATTRS and not isinstance(v, (mujoco.MjModel, mujoco.MjData))
             }
-            physics = np.empty(mujoco.mj_stateSize(obj.model, _INTEGRATION))
-            mujoco.mj_getState(obj.model, obj.data, physics, _INTEGRATION)
-            args = (type(obj), obj._ezpickle_args, obj._ezpickle_kwargs)  # type: ignore[attr-defined]
+            physics = np.empty(mujoco.mj_stateSize(obj.model, _integration()))
+            mujoco.mj_getState(obj.model, obj.data, physics, _integration())
+            args = (type(obj), obj._ezpickle_args, obj._ezpickle_kwargs)
             return _rebuild_env, args, (attrs, physics), None, None, _set_env
         if isinstance(obj, VecNormalize):
             attrs = {k: v for k, v in obj.__dict__.items() if k != "class_attributes"}
@@ -251,14 +253,29 @@ def _is_rows(value: object, size: int) -> bool:
     return isinstance(value, np.ndarray) and value.ndim > 0 and value.shape[0] == size
 
 
-def _rebuild_env(cls: type[MujocoEnv], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _is_mujoco_env(obj: object) -> bool:
+    """Whether `obj` is a Gymnasium MuJoCo env, without importing MuJoCo where no env did."""
+    module = sys.modules.get(_MUJOCO_ENV)
+    return module is not None and isinstance(obj, module.MujocoEnv)
+
+
+def _integration() -> Any:
+    """MuJoCo's integration state: everything a step reads (warm start included)."""
+    import mujoco
+
+    return mujoco.mjtState.mjSTATE_INTEGRATION
+
+
+def _rebuild_env(cls: "type[MujocoEnv]", args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return cls(*args, **kwargs)
 
 
-def _set_env(env: MujocoEnv, state: tuple[dict[str, Any], np.ndarray]) -> None:
+def _set_env(env: "MujocoEnv", state: tuple[dict[str, Any], np.ndarray]) -> None:
+    import mujoco
+
     attrs, physics = state
     env.__dict__.update(attrs)
-    mujoco.mj_setState(env.model, env.data, physics, _INTEGRATION)
+    mujoco.mj_setState(env.model, env.data, physics, _integration())
 
 
 def _bare(cls: type[Any]) -> Any:
