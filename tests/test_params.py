@@ -89,8 +89,8 @@ BAD_CASES = [
             f"{PPO}.polcy",
             "unknown key",
             (
-                "accepted: algo, budget, env, hyperparams, max_days, n_envs, normalize, "
-                "periodic_eval, policy"
+                "accepted: algo, allow_nonportable_ops, budget, env, hyperparams, max_days, "
+                "n_envs, normalize, periodic_eval, policy"
             ),
         ],
     ),
@@ -145,7 +145,7 @@ BAD_CASES = [
     (
         lambda d: _set(d, f"{PPO}.hyperparams.n_steps", 2.5),
         "cartpole-ppo",
-        [f"{PPO}.hyperparams.n_steps", "expected an integer, got 2.5"],
+        [f"{PPO}.hyperparams.n_steps", "expected an integer >= 1, got 2.5"],
     ),
     (
         lambda d: _set(d, f"{PPO}.hyperparams.batch_size", 1),
@@ -219,7 +219,7 @@ BAD_CASES = [
     (
         lambda d: _set(d, f"{PPO}.polcy", d["experiments"]["cartpole-ppo"].pop("policy")),
         "cartpole-ppo",
-        [f"{PPO}.polcy: unknown key; did you mean `policy`? accepted: algo, budget, env"],
+        [f"{PPO}.polcy: unknown key; did you mean `policy`? accepted: algo, allow_nonportable_ops"],
     ),
 ]
 
@@ -310,7 +310,7 @@ def test_yaml_mistakes_name_the_line_and_column(
     ("key", "value", "message"),
     [
         ("seeds", [0, 0], "seeds: expected a non-empty list of distinct integers"),
-        ("stats.confidence", 95, "stats.confidence: expected a number in (0, 1), got 95.0"),
+        ("stats.confidence", 95, "stats.confidence: expected a number in (0, 1), got 95"),
     ],
 )
 def test_metrics_rejects_bad_seeds_and_stats(
