@@ -1,7 +1,9 @@
 """Bad params stop a stage before any work, with one line naming the key; outputs stay."""
 
 import contextlib
+import dataclasses
 import json
+import math
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -522,3 +524,216 @@ def test_evaluating_a_checkpoint_without_its_network_is_one_line(
     )
     assert paths.episodes.read_text() == "earlier\n"
     assert not paths.summary.exists()
+
+
+# Issue 31's params cases: each refused before any work with one line naming the key (exact
+# text), as `ParamsError` from the schema and as exit code 2 from the stage that reads the key.
+SAC = {
+    "env": "Pendulum-v1",
+    "algo": "sac",
+    "budget": {"steps": 64},
+    "policy": {"hidden": [4], "activation": "tanh"},
+    "hyperparams": {"learning_starts": 32, "batch_size": 16},
+}
+SCHEMA_CASES = [
+    # (key to set, value, stage reading it, the one line)
+    (
+        "experiments.x$(touch${IFS}INJECTED)",
+        SAC,
+        "train",
+        "experiments.'x$(touch${IFS}INJECTED)': not a valid name: expected lower-case letters, "
+        "digits, `_`, `.`, `-`, starting with a letter or digit, no `..`, at most 64 characters",
+    ),
+    ("experiments.a b", SAC, "train", "experiments.'a b': not a valid name: expected"),
+    ("experiments./tmp/somewhere/pwned", SAC, "train", "experiments.'/tmp/somewhere/pwned': not"),
+    ("experiments...", SAC, "train", "experiments...: not a valid name: expected"),
+    ("experiments.a..b", SAC, "train", "experiments.a..b: not a valid name: expected"),
+    (
+        "experiments." + "a" * 300,
+        SAC,
+        "train",
+        "experiments.'aaaaaaaaaaaaaaaaa...aaaaaaaaaaaaaaaaaa': not a valid name: expected",
+    ),
+    ("experiments.Pendulum", SAC, "train", "experiments.Pendulum: not a valid name: expected"),
+    (
+        f"{PPO}.hyperparams.n_epochs",
+        1_000_000_000,
+        "train",
+        f"{PPO}.hyperparams: one update is n_epochs x ceil(n_steps x n_envs / batch_size) = "
+        "2,000,000,000 gradient steps, at least 2.3 days at 100 µs each, over max_days: 1",
+    ),
+    (
+        "evaluate.episodes",
+        10_000_000,
+        "evaluate",
+        "evaluate.episodes: 10,000,000 envs built at once need about 9.5 TiB at 1 MiB each, "
+        "over the 8 GiB a stage may use; expected an integer <= 8,192",
+    ),
+    (
+        f"{PPO}.hyperparams.gamma",
+        True,
+        "train",
+        f"{PPO}.hyperparams.gamma: expected a number, got True",
+    ),
+    (f"{PPO}.max_days", math.nan, "train", f"{PPO}.max_days: expected a finite number, got nan"),
+    (f"{PPO}.max_days", math.inf, "train", f"{PPO}.max_days: expected a finite number, got inf"),
+    (
+        f"{PPO}.normalize",
+        {"obs": True, "reward": True, "clip_obs": math.inf},
+        "train",
+        f"{PPO}.normalize.clip_obs: expected a finite number, got inf",
+    ),
+    (
+        "experiments.sac.hyperparams.action_noise",
+        {"normal": math.nan},
+        "train",
+        "experiments.sac.hyperparams.action_noise.normal: expected a finite number, got nan",
+    ),
+    ("seeds", [4294967296], "metrics", "seeds[0]: expected an integer < 2**32, got 4294967296"),
+    (
+        "evaluate.seed",
+        2**64,
+        "evaluate",
+        "evaluate.seed: expected an integer < 2**32, got 18446744073709551616",
+    ),
+    (
+        "evaluate.seed",
+        2**32 - 1,
+        "evaluate",
+        "evaluate.seed: 4,294,967,295 + episodes - 1 = 4,294,967,296, over the largest seed "
+        "2**32 - 1; lower the seed",
+    ),
+    (
+        f"{PPO}.hyperparams.n_steps",
+        None,
+        "train",
+        f"{PPO}.hyperparams.n_steps: expected an integer, got None",
+    ),
+    (
+        f"{PPO}.hyperparams.learning_rate",
+        {"schedule": "linear", "start": "abc", "end": 0.0},
+        "train",
+        f"{PPO}.hyperparams.learning_rate.start: expected a number, got 'abc'",
+    ),
+    (
+        "experiments.sac.hyperparams.buffer_size",
+        1e12,
+        "train",
+        "experiments.sac.hyperparams.buffer_size: expected an integer >= 1, got 1000000000000.0",
+    ),
+    (
+        "experiments.sac.hyperparams.buffer_size",
+        10**12,
+        "train",
+        "experiments.sac.hyperparams.buffer_size: 1,000,000,000,000 transitions of 18 bytes need "
+        "about 16 TiB, over the 8 GiB a training may use",
+    ),
+    (
+        f"{PPO}.policy.hidden",
+        [1000000, 1000000],
+        "train",
+        f"{PPO}.policy.hidden: 2 networks of 1,000,005,000,001 weights (with gradients, optimizer "
+        "state and a batch of 64) need about 29 TiB, over the 8 GiB a training may use",
+    ),
+    ("plot.points", 1e9, "plot", "plot.points: expected an integer >= 2, got 1000000000.0"),
+    ("plot.points", 10**9, "plot", "plot.points: expected an integer <= 1,000,000, got 1000000000"),
+    (
+        "stats.bootstrap_samples",
+        10**7 + 1,
+        "metrics",
+        "stats.bootstrap_samples: expected an integer <= 10,000,000, got 10000001",
+    ),
+    (
+        "seeds;stats.bootstrap_samples",
+        (list(range(100)), 1_000_000),
+        "metrics",
+        "stats.bootstrap_samples: 1,000,000 replicates over 100 seeds need about 149 GiB, over "
+        "the 8 GiB a stage may use",
+    ),
+    (
+        f"{PPO}.n_envs",
+        9000,
+        "train",
+        f"{PPO}.n_envs: 9,000 envs built at once need about 8.8 GiB at 1 MiB each, over the "
+        "8 GiB a stage may use; expected an integer <= 8,192",
+    ),
+    (
+        f"{PPO}.allow_nonportable_ops",
+        ["aten::convolution", "rm -rf /"],
+        "train",
+        f"{PPO}.allow_nonportable_ops[1]: expected an ATen op name such as aten::convolution, "
+        "got 'rm -rf /'",
+    ),
+    ("root", "$(touch INJECTED)", "train", "root: expected a path of letters, digits"),
+]
+
+
+def _schema_case(key: str, value: Any) -> dict[str, Any]:
+    """The tiny params with an `sac` experiment and `key` (dotted; an experiment name may hold
+    dots) set to `value`."""
+    data = tiny_params()
+    data["experiments"]["sac"] = json.loads(json.dumps(SAC))
+    if key.startswith("experiments.") and value is SAC:
+        data["experiments"] = {key.removeprefix("experiments."): json.loads(json.dumps(SAC))}
+        return data
+    if ";" in key:
+        for one, one_value in zip(key.split(";"), value, strict=True):
+            _set(data, one, one_value)
+        return data
+    return _set(data, key, value)
+
+
+def _stage_main(stage: str, path: Path, tmp_path: Path, exp: str) -> int:
+    if stage == "train":
+        return train.main(argv(path, train_paths(tmp_path / "out", exp), exp=exp, seed=0))
+    if stage == "evaluate":
+        paths = evaluate.Paths(tmp_path / "m.zip", tmp_path / "e.csv", tmp_path / "e.json")
+        return evaluate.main(argv(path, paths))
+    if stage == "plot":
+        from stages import plot
+
+        plot_paths = plot.Paths(
+            *(tmp_path / f"p{i}" for i in range(len(dataclasses.fields(plot.Paths))))
+        )
+        return plot.main(argv(path, plot_paths))
+    return metrics.main(
+        argv(path, metrics.Paths(tmp_path, tmp_path, tmp_path / "s", tmp_path / "m"))
+    )
+
+
+@pytest.mark.parametrize(("key", "value", "stage", "line"), SCHEMA_CASES)
+def test_issue_31_params_cases_are_one_line_and_exit_2(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    key: str,
+    value: Any,
+    stage: str,
+    line: str,
+) -> None:
+    data = _schema_case(key, value)
+    path = write_params(tmp_path / "params.yaml", data)
+    names = list(data["experiments"])
+    exp = (
+        "sac"
+        if key.startswith("experiments.sac")
+        else names[-1]
+        if value is SAC
+        else "cartpole-ppo"
+    )
+    raw = params.read(path) if key != "root" else None
+    if raw is not None:  # the schema itself: the exception and its one line
+        with pytest.raises(ParamsError) as caught:
+            params.seeds(raw)
+            for section, cls in params.SCHEMA.items():
+                if section != "resume":  # optional, and not in the tiny params
+                    params.section(raw, cls, section)
+            params.section_names(raw, "experiments")
+            job = train.job(raw, exp, 0)
+            assert job is None, "accepted"
+        assert str(caught.value).startswith(line), str(caught.value)
+        assert "\n" not in str(caught.value) and len(str(caught.value)) < 400
+    assert _stage_main(stage, path, tmp_path, exp) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert line in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "INJECTED").exists()

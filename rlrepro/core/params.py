@@ -128,6 +128,8 @@ class Range:
 
     def text(self) -> str:
         """The range as a message says it: `>= 1`, `in [0, 1]`, `in (0, 1)`."""
+        if self.low is None and self.high is None:
+            return "any"
         if self.high is None:
             return f"{'>' if self.low_open else '>='} {_number(self.low or 0)}"
         if self.low is None:
@@ -151,6 +153,7 @@ def spec(
     high_open: bool = False,
     choices: Iterable[str] = (),
     what: str = "",
+    envs: bool = False,
 ) -> dict[str, Any]:
     """A declared key's metadata (`dataclasses.field(metadata=spec(...))`): its meaning (`doc`),
     its range (numbers, list items) and the names it accepts (`choices`, `what` in messages)."""
@@ -159,6 +162,7 @@ def spec(
         "range": Range(low, high, low_open, high_open),
         "choices": tuple(choices),
         "what": what,
+        "envs": envs,
     }
 
 
@@ -168,6 +172,11 @@ def _seed(doc: str) -> dict[str, Any]:
 
 def _count(doc: str, low: int = 1, high: int = INT_LIMIT) -> dict[str, Any]:
     return spec(doc, low=low, high=high)
+
+
+def _envs(doc: str) -> dict[str, Any]:
+    """A count of envs built at once: at most what fits `MEMORY_LIMIT` at `ENV_BYTES` each."""
+    return spec(doc, low=1, high=MEMORY_LIMIT // ENV_BYTES, envs=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,10 +249,7 @@ class PeriodicEval:
         metadata=_count("env steps between evaluations (also one at the start and the end)")
     )
     episodes: int = field(
-        metadata=_count(
-            "episodes per evaluation, one env each, all built at once",
-            high=MEMORY_LIMIT // ENV_BYTES,
-        )
+        metadata=_envs("episodes per evaluation, one env each, all built at once")
     )
     seed: int = field(metadata=_seed("episode `i` starts from `reset(seed=seed + i)`"))
 
@@ -259,7 +265,8 @@ class Experiment:
     algo: str = field(metadata=spec("the algorithm", choices=ALGORITHMS, what="algorithm"))
     budget: dict[str, Any] = field(
         metadata=spec(
-            "one unit and its amount: SB3 `{steps: N}`; reinforce `{episodes: N}` or `{steps: N}`"
+            "one unit and its amount N in [1, 2**53]: SB3 `{steps: N}`; reinforce `{episodes: N}` "
+            "or `{steps: N}`"
         )
     )
     policy: Policy = field(metadata=spec("the policy network"))
@@ -268,10 +275,7 @@ class Experiment:
     )
     n_envs: int = field(
         default=1,
-        metadata=_count(
-            "SB3: envs stepped side by side (seeds seed, seed + 1, ...)",
-            high=MEMORY_LIMIT // ENV_BYTES,
-        ),
+        metadata=_envs("SB3: envs stepped side by side (seeds seed, seed + 1, ...)"),
     )
     normalize: Normalize | None = field(
         default=None, metadata=spec("SB3: `VecNormalize` settings, or none")
@@ -311,10 +315,7 @@ class Evaluation:
     """The deterministic evaluation (params section `evaluate`)."""
 
     episodes: int = field(
-        metadata=_count(
-            "episodes per trained agent, one env each, all built at once",
-            high=MEMORY_LIMIT // ENV_BYTES,
-        )
+        metadata=_envs("episodes per trained agent, one env each, all built at once")
     )
     seed: int = field(metadata=_seed("episode `i` starts from `env.reset(seed=seed + i)`"))
 
@@ -632,6 +633,7 @@ def build(cls: type[T], data: Any, where: str) -> T:
             continue
         meta = declared.metadata
         accepted = meta.get("range") or Range(meta.get("min", 0))
+        _check_envs_at_once(data.get(declared.name), meta, key_path)
         value = _coerce(
             _get(data, declared.name, key_path), hints[declared.name], key_path, accepted
         )
@@ -645,6 +647,17 @@ def build(cls: type[T], data: Any, where: str) -> T:
         return cls(**values)
     except ParamsError as err:  # a check of the whole section, which names its own keys
         raise ParamsError(f"{where.rpartition('.')[0]}.{err}".lstrip(".")) from None
+
+
+def _check_envs_at_once(value: Any, meta: Any, where: str) -> None:
+    """A count of envs built at once (`spec(envs=True)`) over its bound, with its memory."""
+    bound = meta.get("range")
+    if meta.get("envs") and type(value) is int and bound.high is not None and value > bound.high:
+        raise ParamsError(
+            f"{where}: {value:,} envs built at once need about {_bytes(value * ENV_BYTES)} "
+            f"at {_bytes(ENV_BYTES)} each, over the {_bytes(MEMORY_LIMIT)} a stage may use; "
+            f"expected an integer <= {bound.high:,}"
+        )
 
 
 def _coerce(value: Any, hint: Any, where: str, accepted: Range) -> Any:
@@ -994,13 +1007,12 @@ def _update_steps(exp: Experiment, hyper: dict[str, Any]) -> tuple[int, str]:
 
 
 def _bytes(count: float) -> str:
+    """`count` bytes as `16 TiB`, `9.5 TiB`, `8 GiB`."""
     for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
         if count >= size:
-            return (
-                f"{count / size:,.0f} {unit}"
-                if count >= 10 * size
-                else f"{count / size:.1f} {unit}"
-            )
+            amount = count / size
+            text = f"{amount:,.0f}" if amount >= 10 else f"{amount:.1f}".removesuffix(".0")
+            return f"{text} {unit}"
     return f"{count:,.0f} bytes"
 
 
@@ -1014,3 +1026,84 @@ def _check_stats_memory(stats: Stats, raw: dict[str, Any]) -> None:
             f"stats.bootstrap_samples: {stats.bootstrap_samples:,} replicates over {runs} seeds "
             f"need about {_bytes(need)}, over the {_bytes(MEMORY_LIMIT)} a stage may use"
         )
+
+
+def keys_table() -> str:
+    """The Markdown table of every params key, from the declarations above (docs/experiments.md
+    holds it, written by `python -m tools.schema_doc`)."""
+    rows = [
+        "| key | type | accepted | default | meaning |",
+        "| --- | --- | --- | --- | --- |",
+        f"| `root` | text | `{ROOT_RULE.pattern}` | `.` | {SCALARS['root'].split(':')[0]} |",
+    ]
+    for name, cls in SCHEMA.items():
+        rows += _field_rows(name, cls)
+        if name == "trace":
+            rows.append(
+                f"| `seeds` | list of integers | distinct, each in [0, 2**32), at most "
+                f"{MAX_SEEDS:,} | required | every experiment is trained once per seed |"
+            )
+    rows.append(
+        f"| `experiments.<name>` | mapping | a name: {NAME_TEXT} characters | required | "
+        "one experiment |"
+    )
+    rows += _field_rows("experiments.<name>", Experiment)
+    for name, hyper in HYPERPARAMS.items():
+        kind = _KIND_TEXT[hyper.kind] + (" or null" if hyper.nullable else "")
+        accepted = "" if hyper.kind in ("boolean", "null", "mapping") else hyper.range.text()
+        rows.append(
+            f"| `experiments.<name>.hyperparams.{name}` | {_cell(kind)} | {_cell(accepted)} | "
+            f"the algorithm's | {_cell(hyper.doc)} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def _field_rows(prefix: str, cls: type) -> list[str]:
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for declared in dataclasses.fields(cls):
+        path, hint, meta = f"{prefix}.{declared.name}", hints[declared.name], declared.metadata
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        nested = inner[0] if typing.get_origin(hint) is types.UnionType else hint
+        if declared.default is dataclasses.MISSING:
+            default = "required"
+        elif declared.default is None:
+            default = "none"
+        else:
+            default = f"`{declared.default}`" if declared.default != () else "`[]`"
+        accepted = _accepted_text(hint, meta)
+        rows.append(
+            f"| `{path}` | {_type_text(hint)} | {_cell(accepted)} | {default} | "
+            f"{_cell(meta['doc'])} |"
+        )
+        if dataclasses.is_dataclass(nested):
+            rows += _field_rows(path, nested)  # type: ignore[arg-type]
+    return rows
+
+
+def _type_text(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is types.UnionType:
+        (inner,) = (a for a in typing.get_args(hint) if a is not type(None))
+        return f"{_type_text(inner)} or null"
+    if origin is tuple:
+        return f"list of {_type_text(typing.get_args(hint)[0])}s"
+    names = {int: "integer", float: "number", bool: "boolean", str: "text"}
+    return names.get(hint, "mapping")
+
+
+def _accepted_text(hint: Any, meta: Any) -> str:
+    if meta["choices"]:
+        return ", ".join(meta["choices"])
+    args = typing.get_args(hint)
+    base = args[0] if typing.get_origin(hint) is tuple else hint
+    if base in (int, float):
+        finite = "finite, " if base is float else ""
+        return f"{finite}{meta['range'].text()}"
+    if base is str and typing.get_origin(hint) is tuple:
+        return "ATen op names (`aten::<op>`)"
+    return ""
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
