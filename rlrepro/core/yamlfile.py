@@ -69,13 +69,8 @@ def load(path: Path) -> Any:
             f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
             "a params file is YAML in UTF-8"
         ) from None
-    loader = _Loader(text)
     try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _measure(node, {}, set(), 1)
-        return loader.construct_document(node)
+        return _parse(text)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
@@ -83,6 +78,17 @@ def load(path: Path) -> Any:
         raise ParamsError(f"{where}: not valid YAML: {_one_line(what)}") from None
     except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as err:
         raise ParamsError(f"{path}: not valid YAML: {_one_line(str(err))}") from None
+
+
+def _parse(text: str) -> Any:
+    """The document in `text`, measured (`_measure`) before it is built."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _measure(node, {}, set(), 1)
+        return loader.construct_document(node)
     finally:
         loader.dispose()
 
