@@ -3,12 +3,12 @@
 import contextlib
 import dataclasses
 import json
-import random
-import time
-import typing
 import math
+import random
 import subprocess
 import sys
+import time
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
