@@ -696,10 +696,11 @@ def _coerce(value: Any, hint: Any, where: str, accepted: Range) -> Any:
     if hint is float:
         return _float(value, where, accepted)
     if hint is str:
-        if not isinstance(value, str) or not value or len(value) > MAX_TEXT:
+        if not isinstance(value, str) or not value:
+            raise ParamsError(f"{where}: expected a non-empty string, got {short(value)}")
+        if len(value) > MAX_TEXT:
             raise ParamsError(
-                f"{where}: expected a non-empty string of at most {MAX_TEXT} characters, "
-                f"got {short(value)}"
+                f"{where}: expected at most {MAX_TEXT} characters, got {short(value)}"
             )
         return value
     raise TypeError(f"{where}: unsupported type {hint!r}")
