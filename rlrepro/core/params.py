@@ -3,8 +3,8 @@
 Every key is declared once, here: its type (the field's annotation), its range and its meaning
 (`key(...)`, the field's metadata); the hyperparameters in `HYPERPARAMS`. The same declarations
 drive the checks, the one-line errors (`ParamsError`: the key, what is accepted, a short
-rendering of what was found) and the keys table of docs/experiments.md (`keys_table`, written by
-`python -m tools.schema_doc`). Each stage reads only the sections it declares in `dvc.yaml`.
+rendering of what was found) and the keys table of docs/experiments.md (`python -m
+tools.schema_doc`). Each stage reads only the sections it declares in `dvc.yaml`.
 
 Why dataclasses with metadata rather than pydantic: the stages, tools and a checkpoint's reader
 import these frozen dataclasses and build them from plain data (`build`); pydantic models would be
@@ -352,7 +352,7 @@ class Stats:
     )
 
 
-# The sections of a params file and what each holds (`root`, `seeds`: declared in `SCALARS`).
+# The sections of a params file that are mappings of keys, and their dataclasses.
 SCHEMA: dict[str, type] = {
     "numerics": Numerics,
     "env_check": EnvCheck,
@@ -362,23 +362,29 @@ SCHEMA: dict[str, type] = {
     "plot": Plot,
     "stats": Stats,
 }
+# The sections that are no mapping of keys: (type, accepted, default, meaning).
 SCALARS = {
-    "root": f"the code's folder from this file's (dvc.yaml's `${{root}}`): {ROOT_RULE.pattern}",
-    "seeds": f"the training seeds: distinct integers in [0, 2**32), at most {MAX_SEEDS}",
-    "experiments": f"the experiments by name ({NAME_TEXT} characters)",
+    "root": (
+        "text",
+        f"`{ROOT_RULE.pattern}`",
+        "`.`",
+        "the code's folder from this file's (dvc.yaml's `${root}`)",
+    ),
+    "seeds": (
+        "list of integers",
+        f"distinct, each in [0, 2**32), at most {MAX_SEEDS:,}",
+        "required",
+        "every experiment is trained once per seed",
+    ),
+    "experiments": (
+        "mapping",
+        f"names of {NAME_TEXT} characters",
+        "required",
+        "the experiments by name",
+    ),
 }
-SECTIONS = (
-    "root",
-    "numerics",
-    "env_check",
-    "resume",
-    "trace",
-    "seeds",
-    "evaluate",
-    "plot",
-    "stats",
-    "experiments",
-)
+# Every section a params file may have.
+SECTIONS = (*SCALARS, *SCHEMA)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -617,7 +623,7 @@ def _kind(value: Any) -> str:
 def build(cls: type[T], data: Any, where: str) -> T:
     """Build the dataclass `cls` from mapping `data`; fields without a default are required,
     extra keys are not allowed; each value is checked against the field's type and metadata
-    (`key`'s, or `{"min": n}` for integers at least n)."""
+    (`spec`'s, or `{"min": n}` for integers at least n)."""
     if not isinstance(data, dict):
         raise ParamsError(f"{where}: expected a mapping, got {short(data)}")
     fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
@@ -775,7 +781,7 @@ def _check_hyperparams(hyperparams: dict[str, Any], where: str) -> None:
             _plain(value, path, 1)
         elif value is None:
             if not declared.nullable and declared.kind != "null":
-                raise ParamsError(f"{path}: expected {_KIND_TEXT[declared.kind]}, got None")
+                raise ParamsError(f"{path}: expected {KIND_TEXT[declared.kind]}, got None")
         else:
             _HYPER_CHECKS[declared.kind](value, path, declared.range)
 
@@ -874,7 +880,8 @@ _HYPER_CHECKS: dict[str, Callable[[Any, str, Range], object]] = {
     "null": _null,
     "mapping": _mapping,
 }
-_KIND_TEXT = {
+# How a message and the docs name each kind of hyperparameter.
+KIND_TEXT = {
     "number": "a number",
     "integer": "an integer",
     "boolean": "true or false",
@@ -1027,84 +1034,3 @@ def _check_stats_memory(stats: Stats, raw: dict[str, Any]) -> None:
             f"stats.bootstrap_samples: {stats.bootstrap_samples:,} replicates over {runs} seeds "
             f"need about {_bytes(need)}, over the {_bytes(MEMORY_LIMIT)} a stage may use"
         )
-
-
-def keys_table() -> str:
-    """The Markdown table of every params key, from the declarations above (docs/experiments.md
-    holds it, written by `python -m tools.schema_doc`)."""
-    rows = [
-        "| key | type | accepted | default | meaning |",
-        "| --- | --- | --- | --- | --- |",
-        f"| `root` | text | `{ROOT_RULE.pattern}` | `.` | {SCALARS['root'].split(':')[0]} |",
-    ]
-    for name, cls in SCHEMA.items():
-        rows += _field_rows(name, cls)
-        if name == "trace":
-            rows.append(
-                f"| `seeds` | list of integers | distinct, each in [0, 2**32), at most "
-                f"{MAX_SEEDS:,} | required | every experiment is trained once per seed |"
-            )
-    rows.append(
-        f"| `experiments.<name>` | mapping | a name: {NAME_TEXT} characters | required | "
-        "one experiment |"
-    )
-    rows += _field_rows("experiments.<name>", Experiment)
-    for name, hyper in HYPERPARAMS.items():
-        kind = _KIND_TEXT[hyper.kind] + (" or null" if hyper.nullable else "")
-        accepted = "" if hyper.kind in ("boolean", "null", "mapping") else hyper.range.text()
-        rows.append(
-            f"| `experiments.<name>.hyperparams.{name}` | {_cell(kind)} | {_cell(accepted)} | "
-            f"the algorithm's | {_cell(hyper.doc)} |"
-        )
-    return "\n".join(rows) + "\n"
-
-
-def _field_rows(prefix: str, cls: type) -> list[str]:
-    rows = []
-    hints = typing.get_type_hints(cls)
-    for declared in dataclasses.fields(cls):
-        path, hint, meta = f"{prefix}.{declared.name}", hints[declared.name], declared.metadata
-        inner = [a for a in typing.get_args(hint) if a is not type(None)]
-        nested = inner[0] if typing.get_origin(hint) is types.UnionType else hint
-        if declared.default is dataclasses.MISSING:
-            default = "required"
-        elif declared.default is None:
-            default = "none"
-        else:
-            default = f"`{declared.default}`" if declared.default != () else "`[]`"
-        accepted = _accepted_text(hint, meta)
-        rows.append(
-            f"| `{path}` | {_type_text(hint)} | {_cell(accepted)} | {default} | "
-            f"{_cell(meta['doc'])} |"
-        )
-        if dataclasses.is_dataclass(nested):
-            rows += _field_rows(path, nested)  # type: ignore[arg-type]
-    return rows
-
-
-def _type_text(hint: Any) -> str:
-    origin = typing.get_origin(hint)
-    if origin is types.UnionType:
-        (inner,) = (a for a in typing.get_args(hint) if a is not type(None))
-        return f"{_type_text(inner)} or null"
-    if origin is tuple:
-        return f"list of {_type_text(typing.get_args(hint)[0])}s"
-    names = {int: "integer", float: "number", bool: "boolean", str: "text"}
-    return names.get(hint, "mapping")
-
-
-def _accepted_text(hint: Any, meta: Any) -> str:
-    if meta["choices"]:
-        return ", ".join(meta["choices"])
-    args = typing.get_args(hint)
-    base = args[0] if typing.get_origin(hint) is tuple else hint
-    if base in (int, float):
-        finite = "finite, " if base is float else ""
-        return f"{finite}{meta['range'].text()}"
-    if base is str and typing.get_origin(hint) is tuple:
-        return "ATen op names (`aten::<op>`)"
-    return ""
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
