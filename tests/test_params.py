@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from rlrepro.agents import checkpoint
-from rlrepro.core import params
+from rlrepro.core import params, resources
 from rlrepro.core.errors import ParamsError
 from stages import env_check, evaluate, metrics, train
 from tests.conftest import (
@@ -637,14 +637,14 @@ SCHEMA_CASES = [
         10**12,
         "train",
         "experiments.sac.hyperparams.buffer_size: 1,000,000,000,000 transitions of 18 bytes need "
-        "about 16 TiB, over the 8 GiB a training may use",
+        "about 16 TiB, over the 8 GiB a stage may use",
     ),
     (
         f"{PPO}.policy.hidden",
         [1000000, 1000000],
         "train",
         f"{PPO}.policy.hidden: 2 networks of 1,000,005,000,001 weights (with gradients, optimizer "
-        "state and a batch of 64) need about 29 TiB, over the 8 GiB a training may use",
+        "state and a batch of 64) need about 29 TiB, over the 8 GiB a stage may use",
     ),
     ("plot.points", 1e9, "plot", "plot.points: expected an integer >= 2, got 1000000000.0"),
     ("plot.points", 10**9, "plot", "plot.points: expected an integer <= 1,000,000, got 1000000000"),
@@ -898,7 +898,7 @@ def test_the_estimates_use_sb3s_defaults() -> None:
 
     from rlrepro.agents.algorithms import sb3_class
 
-    for algo, defaults in params.SB3_DEFAULTS.items():
+    for algo, defaults in resources.SB3_DEFAULTS.items():
         signature = inspect.signature(sb3_class(algo)).parameters
         for name, value in defaults.items():
             assert signature[name].default == value, (algo, name)
