@@ -11,6 +11,12 @@ SB3 pickles what JSON cannot hold with the running interpreter (cloudpickle). Of
 CPython 3.11 (3.11.2 and 3.11.7 give other bytes), so it is rewritten as the plain tuple
 `(frequency, unit)` pickled with protocol 4, the same bytes on every build; SB3's `load` turns
 that tuple back into its `TrainFreq` (`OffPolicyAlgorithm._convert_train_freq`).
+
+Reading (`load`) bounds every byte before it is read: only the entries the algorithm's format
+defines (`ENTRIES`), each stored and at most its limit (`ENTRY_LIMITS`, `MAX_BYTES`) as the zip's
+directory declares, CRCs checked, torch files of stored records only; the weights are then
+checked against `rlrepro.json` and the env (`weights`, `algorithms.mismatch`). Every failure is a
+one-line `CheckpointError` naming the file (docs/resume.md, "Checkpoints read within bounds").
 """
 
 import base64
@@ -327,6 +333,13 @@ def _check_torch_zip(data: bytes, name: str, path: Path) -> None:
         raise _refuse(path, f"entry `{name}`'s records declare more bytes than it holds")
 
 
+def _torch_reason(err: Exception) -> str:
+    """What `torch.load` found wrong, without its advice on `weights_only` around it."""
+    _, found, after = str(err).partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in after.splitlines() if line.strip()] if found else []
+    return lines[0][:160] if lines else _first_line(err)
+
+
 def weights(loaded: Checkpoint, name: str = "policy.pth") -> dict[str, torch.Tensor]:
     """The state dict in entry `name` of `loaded`, read by `torch.load(weights_only=True)` from
     its bounded bytes: tensors by name, each dense, float32 (as SB3 and REINFORCE train them)
@@ -339,7 +352,7 @@ def weights(loaded: Checkpoint, name: str = "policy.pth") -> dict[str, torch.Ten
         state = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
     except Exception as err:  # torch's zip reader and its unpickler raise many kinds
         raise _refuse(
-            loaded.path, f"`{name}` holds no readable weights ({_first_line(err)})"
+            loaded.path, f"`{name}` holds no readable weights ({_torch_reason(err)})"
         ) from None
     if not isinstance(state, dict) or not all(
         isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()
