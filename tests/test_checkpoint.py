@@ -19,7 +19,7 @@ import pytest
 from rlrepro.agents import checkpoint, load_actor
 from rlrepro.core.errors import CheckpointError
 from stages import evaluate
-from tests.conftest import ROOT, argv, train_run, write_params
+from tests.conftest import ROOT, argv, tiny_params, train_run, write_params
 
 TINY_PPO = {
     "env": "CartPole-v1",
@@ -33,8 +33,6 @@ TINY_PPO = {
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A tiny PPO checkpoint on CartPole, trained in-process, and its params file."""
-    from tests.conftest import tiny_params
-
     folder = tmp_path_factory.mktemp("checkpoint")
     data = tiny_params()
     data["experiments"] = {"cartpole-ppo": TINY_PPO}
@@ -350,3 +348,17 @@ def test_sb3_load_still_opens_the_checkpoint(trained: tuple[Path, Path]) -> None
     obs = np.zeros((1, 4), dtype=np.float32)
     action, _ = PPO.load(model, device="cpu").predict(obs, deterministic=True)
     assert action.tobytes() == load_actor(loaded, gym.make("CartPole-v1"))(obs).tobytes()
+
+
+def test_reinforce_weights_of_another_env_are_one_line(tmp_path: Path) -> None:
+    """REINFORCE's `rlrepro.json` names its policy's sizes: another env's are refused."""
+    params_file = write_params(tmp_path / "params.yaml", tiny_params())
+    model = train_run(params_file, tmp_path, "pendulum-reinforce").model
+    crafted = tmp_path / "crafted.zip"
+    crafted.write_bytes(checkpoint.canonical_zip(_meta_changed(_entries(model), env="Pendulum-v1")))
+    with pytest.raises(CheckpointError) as caught:
+        load_actor(crafted, gym.make("Pendulum-v1"))
+    assert str(caught.value) == (
+        f"{crafted}: network.obs_dim and act_dim are (4, 1), Pendulum-v1's observation and "
+        "action sizes (3, 1); retrain it with `dvc repro`"
+    )

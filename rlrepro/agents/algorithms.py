@@ -226,8 +226,12 @@ def mismatch(
             float(network["std_eps"]),
         ).state_dict()
         sizes = (network["obs_dim"], network["act_dim"])
-        if sizes != (_size(env.observation_space), _size(env.action_space)):
-            return f"network.obs_dim and act_dim are {sizes}, {name}'s spaces are not"
+        spaces = (_size(env.observation_space), _size(env.action_space))
+        if sizes != spaces:
+            return (
+                f"network.obs_dim and act_dim are {sizes}, "
+                f"{name}'s observation and action sizes {spaces}"
+            )
         for key, tensor in expected.items():
             if key not in weights or weights[key].shape != tensor.shape:
                 got = tuple(weights[key].shape) if key in weights else "missing"
