@@ -243,6 +243,12 @@ def _crafted(model: Path) -> dict[str, tuple[bytes, str]]:
             ),
             "`policy.pth`'s actor has 2 hidden layers, network.hidden [8]",
         ),
+        "a network far larger than the weights": (
+            checkpoint.canonical_zip(
+                _meta_changed(entries, network={"hidden": [10**5, 10**5], "activation": "tanh"})
+            ),
+            "network.hidden [100000, 100000] needs more than the 251 values `policy.pth` holds",
+        ),
         "other layer sizes": (
             checkpoint.canonical_zip(
                 _meta_changed(entries, network={"hidden": [8, 16], "activation": "tanh"})
@@ -267,6 +273,7 @@ CASES = [
     "another algorithm, same entries",
     "another algorithm, other entries",
     "other hidden layers",
+    "a network far larger than the weights",
     "other layer sizes",
 ]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import itertools
 import json
 import re
 from collections.abc import Callable
@@ -217,14 +218,18 @@ def mismatch(
             f"`policy.pth` holds modules {', '.join(sorted(modules))}, "
             f"{owners or 'no algorithm'}'s, not {algo}'s"
         )
+    too_big = _oversized(weights, network, env)
+    if too_big is not None:
+        return too_big
     if algo == "reinforce":
-        expected = GaussianPolicy(
-            int(network["obs_dim"]),
-            int(network["act_dim"]),
-            tuple(network["hidden"]),
-            str(network["activation"]),
-            float(network["std_eps"]),
-        ).state_dict()
+        with torch.device("meta"):  # shapes only: nothing allocated, no generator drawn from
+            expected = GaussianPolicy(
+                int(network["obs_dim"]),
+                int(network["act_dim"]),
+                tuple(network["hidden"]),
+                str(network["activation"]),
+                float(network["std_eps"]),
+            ).state_dict()
         sizes = (network["obs_dim"], network["act_dim"])
         spaces = (_size(env.observation_space), _size(env.action_space))
         if sizes != spaces:
@@ -238,6 +243,24 @@ def mismatch(
                 return f"`policy.pth`'s `{key}` is {got}, the network needs {tuple(tensor.shape)}"
         return None
     return _chain_mismatch(algo, weights, network, env)
+
+
+def _oversized(
+    weights: dict[str, torch.Tensor], network: dict[str, Any], env: gym.Env[Any, Any]
+) -> str | None:
+    """Whether `network.hidden` describes a network larger than `weights` hold: more layers than
+    they have tensors, or more values in an actor of those layers between `env`'s observations
+    and actions than they have. Checked before anything is built from `network` (the Gaussian's
+    shapes, SB3's agent in `safe_load`), so that a crafted `rlrepro.json` never builds a network
+    larger than the weights it came with (SB3's, actor and critics: a few times them)."""
+    hidden = [int(width) for width in network["hidden"]]
+    ends = [_size(env.observation_space) or 1, *hidden, _size(env.action_space) or 1]
+    smallest = sum(a * b + b for a, b in itertools.pairwise(ends))  # the actor's alone
+    held = sum(tensor.numel() for tensor in weights.values())
+    if 2 * len(hidden) > len(weights) or smallest > held:
+        shown = hidden if len(hidden) <= 8 else [*hidden[:8], "..."]
+        return f"network.hidden {shown} needs more than the {held:,} values `policy.pth` holds"
+    return None
 
 
 def _chain_mismatch(
