@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from rlrepro.agents import checkpoint, load_actor
 from rlrepro.core.errors import CheckpointError
@@ -171,6 +172,14 @@ def _garbage_pickle(entries: dict[str, bytes]) -> dict[str, bytes]:
     return entries | {"policy.pth": _torch_file(records | {pickled: b"\x80\x02garbage."})}
 
 
+def _saved(policy: bytes, replaced: dict[str, torch.Tensor]) -> bytes:
+    """`policy.pth` (`policy`) saved again with the tensors in `replaced` instead."""
+    state = torch.load(io.BytesIO(policy), weights_only=True) | replaced
+    saved = io.BytesIO()
+    torch.save(state, saved)
+    return saved.getvalue()
+
+
 def _crafted(model: Path) -> dict[str, tuple[bytes, str]]:
     """Each crafted or damaged checkpoint by case: its bytes and the line it gives."""
     entries = _entries(model)
@@ -182,6 +191,9 @@ def _crafted(model: Path) -> dict[str, tuple[bytes, str]]:
     huge = Member("policy.pth", policy, size=2**30)
     # Less than the file holds, size and CRC alike: read up to there, whose CRC is not that.
     short = Member("policy.pth", policy, size=len(policy) - 1, compressed=len(policy) - 1)
+    nan = torch.tensor([float("nan")])
+    f64 = torch.zeros(1, dtype=torch.float64)
+    wide = torch.zeros(1).expand(10**8)  # 400 MB of values over a 4-byte storage
     weights_env = "`policy.pth`'s `mlp_extractor.policy_net.0.weight` is (8, 4), not (8, 3) as "
     return {
         "truncated": (
@@ -213,6 +225,24 @@ def _crafted(model: Path) -> dict[str, tuple[bytes, str]]:
         "garbage pickle in the weights": (
             checkpoint.canonical_zip(_garbage_pickle(entries)),
             "`policy.pth` holds no readable weights (Unsupported operand 103)",
+        ),
+        "weights that are not finite": (
+            checkpoint.canonical_zip(
+                entries | {"policy.pth": _saved(policy, {"value_net.bias": nan})}
+            ),
+            "`policy.pth`'s `value_net.bias` holds values that are not finite",
+        ),
+        "weights of float64": (
+            checkpoint.canonical_zip(
+                entries | {"policy.pth": _saved(policy, {"value_net.bias": f64})}
+            ),
+            "`policy.pth`'s `value_net.bias` is no dense float32 tensor",
+        ),
+        "a tensor repeating its storage": (
+            checkpoint.canonical_zip(
+                entries | {"policy.pth": _saved(policy, {"value_net.bias": wide})}
+            ),
+            "`policy.pth`'s `value_net.bias` is not contiguous",
         ),
         "deflated torch record": (
             checkpoint.canonical_zip(
@@ -267,6 +297,9 @@ CASES = [
     "directory declaring less",
     "garbage weights",
     "garbage pickle in the weights",
+    "weights that are not finite",
+    "weights of float64",
+    "a tensor repeating its storage",
     "deflated torch record",
     "another env",
     "an env Gymnasium does not know",
@@ -369,3 +402,36 @@ def test_reinforce_weights_of_another_env_are_one_line(tmp_path: Path) -> None:
         f"{crafted}: network.obs_dim and act_dim are (4, 1), Pendulum-v1's observation and "
         "action sizes (3, 1); retrain it with `dvc repro`"
     )
+
+
+def test_sb3_load_builds_no_more_critics_than_the_weights_hold(tmp_path: Path) -> None:
+    """SAC with gSDE is the layout SB3's own load rebuilds (`algorithms.safe_load`): `data`'s
+    plain values reach SB3's constructors, so the number of critics is checked against the
+    weights first, and the buffers SB3 would size by `data` are made of size 1."""
+    data = tiny_params()
+    data["experiments"] = {
+        "sac-gsde": {
+            "env": "InvertedPendulum-v5",
+            "algo": "sac",
+            "budget": {"steps": 150},
+            "policy": {"hidden": [8], "activation": "relu"},
+            "hyperparams": {"learning_starts": 100, "batch_size": 32, "use_sde": True},
+        }
+    }
+    model = train_run(write_params(tmp_path / "p.yaml", data), tmp_path, "sac-gsde").model
+    entries = _entries(model)
+    fields = json.loads(entries["data"])
+    fields["buffer_size"] = 10**12  # SB3 would allocate a replay buffer of that many rows
+    fields["policy_kwargs"]["n_critics"] = 10**6
+    crafted = tmp_path / "crafted.zip"
+    crafted.write_bytes(checkpoint.canonical_zip(entries | {"data": json.dumps(fields).encode()}))
+    env = gym.make("InvertedPendulum-v5")
+    with pytest.raises(CheckpointError) as caught:
+        load_actor(crafted, env)
+    assert str(caught.value) == (
+        f"{crafted}: `data` says 1000000 critics, `policy.pth` holds 2; retrain it with `dvc repro`"
+    )
+    fields["policy_kwargs"]["n_critics"] = 2
+    crafted.write_bytes(checkpoint.canonical_zip(entries | {"data": json.dumps(fields).encode()}))
+    obs = np.zeros((1, 4), dtype=np.float32)
+    assert load_actor(crafted, env)(obs).tobytes() == load_actor(model, env)(obs).tobytes()

@@ -78,22 +78,27 @@ def _policy_kwargs(saved: dict[str, Any], network: dict[str, Any]) -> dict[str, 
     }
 
 
-def safe_load(loaded: checkpoint.Checkpoint, env: gym.Env[Any, Any]) -> BaseAlgorithm:
+def safe_load(
+    loaded: checkpoint.Checkpoint, weights: dict[str, torch.Tensor], env: gym.Env[Any, Any]
+) -> BaseAlgorithm:
     """The SB3 agent of checkpoint `loaded`, for acting only, without unpickling anything.
 
     SB3's `load` unpickles (cloudpickle) every `:serialized:` field of the checkpoint's `data`
     entry: code that runs on load. Here each one is replaced (SB3's `custom_objects`) by what
     this project knows without it: the spaces of `env`, the policy class and `network`
     (`{hidden, activation}`, from the checkpoint's own `rlrepro.json`), and inert values for the
-    rest (schedules, buffers, noise: training state that acting never reads). The weights are
-    read with `torch.load(weights_only=True)`, as SB3 does. SB3 reads the entries `loaded`
-    holds, already checked and bounded (`checkpoint.load`), not the file again.
+    rest (schedules, buffers, noise: training state that acting never reads; the buffers' sizes
+    1). The weights are read with `torch.load(weights_only=True)`, as SB3 does. SB3 reads the
+    entries `loaded` holds, already checked and bounded (`checkpoint.load`), not the file again.
 
+    :param weights: `loaded`'s policy state dict (`checkpoint.weights`), already checked against
+        `network` (`mismatch`): SAC's and TD3's critics are counted in it.
     :raises CheckpointError: when SB3 cannot load them (weights that do not fit `env`).
     """
     cls = sb3_class(loaded.meta["algo"])
     network = loaded.meta["network"]
     fields = json.loads(checkpoint.entry(loaded.entries, "data", loaded.path))
+    saved = fields.get("policy_kwargs")
     replaced: dict[str, Any] = {
         key: None
         for key, value in fields.items()
@@ -103,7 +108,7 @@ def safe_load(loaded: checkpoint.Checkpoint, env: gym.Env[Any, Any]) -> BaseAlgo
         "observation_space": env.observation_space,
         "action_space": env.action_space,
         "policy_class": cls.policy_aliases["MlpPolicy"],
-        "policy_kwargs": _policy_kwargs(fields.get("policy_kwargs", {}), network),
+        "policy_kwargs": _policy_kwargs(saved if isinstance(saved, dict) else {}, network),
         "learning_rate": 0.0,
         "lr_schedule": _constant,
     }
@@ -112,6 +117,15 @@ def safe_load(loaded: checkpoint.Checkpoint, env: gym.Env[Any, Any]) -> BaseAlgo
             replaced[key] = _constant
     if "train_freq" in replaced:  # off-policy algorithms check it when they set up
         replaced["train_freq"] = 1
+    for key in ("buffer_size", "n_steps", "n_envs"):  # what SB3 sizes its buffers by
+        if key in fields:
+            replaced[key] = 1
+    critics = len({key.split(".")[1] for key in weights if key.startswith("critic.")})
+    if replaced["policy_kwargs"].get("n_critics", critics) != critics:
+        raise CheckpointError(
+            f"{loaded.path}: `data` says {replaced['policy_kwargs']['n_critics']} critics, "
+            f"`policy.pth` holds {critics}; retrain it with `dvc repro`"
+        )
     zipped = io.BytesIO(checkpoint.canonical_zip(loaded.entries))
     try:
         return cls.load(zipped, device="cpu", custom_objects=replaced)

@@ -342,8 +342,9 @@ def _torch_reason(err: Exception) -> str:
 
 def weights(loaded: Checkpoint, name: str = "policy.pth") -> dict[str, torch.Tensor]:
     """The state dict in entry `name` of `loaded`, read by `torch.load(weights_only=True)` from
-    its bounded bytes: tensors by name, each dense, float32 (as SB3 and REINFORCE train them)
-    and finite.
+    its bounded bytes: tensors by name, each dense, float32 (as SB3 and REINFORCE train them),
+    contiguous and finite, together no more values than the entry's bytes hold (a crafted pickle
+    could make many large views of one small storage).
 
     :raises CheckpointError: when the entry is missing or is no such state dict.
     """
@@ -361,6 +362,11 @@ def weights(loaded: Checkpoint, name: str = "policy.pth") -> dict[str, torch.Ten
     for key, tensor in state.items():
         if tensor.layout != torch.strided or tensor.is_meta or tensor.dtype != torch.float32:
             raise _refuse(loaded.path, f"`{name}`'s `{key}` is no dense float32 tensor")
+        if not tensor.is_contiguous():  # a view that repeats its storage (a stride of 0)
+            raise _refuse(loaded.path, f"`{name}`'s `{key}` is not contiguous")
+    if sum(tensor.numel() * 4 for tensor in state.values()) > len(data):  # views of one storage
+        raise _refuse(loaded.path, f"`{name}`'s tensors hold more values than its bytes")
+    for key, tensor in state.items():
         if not bool(torch.isfinite(tensor).all()):
             raise _refuse(loaded.path, f"`{name}`'s `{key}` holds values that are not finite")
     return dict(state)
