@@ -435,3 +435,23 @@ def test_sb3_load_builds_no_more_critics_than_the_weights_hold(tmp_path: Path) -
     crafted.write_bytes(checkpoint.canonical_zip(entries | {"data": json.dumps(fields).encode()}))
     obs = np.zeros((1, 4), dtype=np.float32)
     assert load_actor(crafted, env)(obs).tobytes() == load_actor(model, env)(obs).tobytes()
+
+
+def test_make_videos_names_the_checkpoint_not_the_renderer(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tools.video` reads checkpoints with the same loader; a checkpoint whose weights do not
+    fit is its own line, not the renderer's help."""
+    from tools import video
+
+    model, params_file = trained
+    models = tmp_path / "models"
+    models.mkdir()
+    crafted = models / "cartpole-ppo-0.zip"
+    crafted.write_bytes(checkpoint.canonical_zip(_meta_changed(_entries(model), env="Pendulum-v1")))
+    args = ["--params", str(params_file), "--models", str(models), "--exp", "cartpole-ppo"]
+    capsys.readouterr()
+    assert video.main([*args, "--seed", "0", "--out", str(tmp_path / "videos")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {crafted}: `policy.pth`'s `mlp_extractor.policy_net.0.weight`")
+    assert err.count("\n") == 1
