@@ -174,7 +174,9 @@ def test_statistical_comparison_is_over_run_scores() -> None:
     assert row.result == "differs" and "Welch's t" in row.detail and "3 runs" in row.detail
     constant = [1000.0, 1000.0, 1000.0]  # a solved env: every run at the ceiling, both sides
     assert "p=1" in compatible(constant, list(constant), 0.05).detail
-    assert compatible(same, [5.0], 0.05).result == "missing"
+    assert compatible(same, [5.0], 0.05).result == "too few"
+    assert compatible([5.0], [5.0], 0.05).result == "compatible"  # one seed, the same bytes
+    assert compatible(same, [], 0.05).result == "missing"
 
 
 # A simulated machine: the environment it sets, and a command prefix that limits it.

@@ -154,9 +154,12 @@ def run_scores(exp: str, seeds: tuple[int, ...], read: Callable[[str], str | Non
 
 def compatible(committed: list[float], rerun: list[float], alpha: float) -> Row:
     """Welch's two-sided t test of two sides' run scores, as a table row's result and detail:
-    compatible when p >= `alpha` (identical scores give p = 1)."""
-    if len(committed) < 2 or len(rerun) < 2:
-        return Row("", "missing", "fewer than 2 runs' evaluations on a side to compare")
+    compatible when p >= `alpha` (identical scores give p = 1); too few when they differ and a
+    side has fewer than 2 runs (no test: not compatible)."""
+    if not committed or not rerun:
+        return Row("", "missing", "no evaluations to compare")
+    if committed != rerun and min(len(committed), len(rerun)) < 2:
+        return Row("", "too few", "the run scores differ, and one run a side allows no test")
     p_value = 1.0 if committed == rerun else float(welch_p(np.array(committed), np.array(rerun)))
     result = "compatible" if p_value >= alpha else "differs"
     return Row(
