@@ -14,8 +14,9 @@ evaluations during training). A run's score is the mean return of its evaluation
   run > that run) over runs) and, from `MIN_RUNS` runs each, its bootstrap interval: one
   bootstrap per pair, seeded from `stats.seed` and the pair's names, whose interval for the
   mirrored pair is [1 - high, 1 - low];
-- the performance profile: the share of runs scoring above each of `PROFILE_POINTS` thresholds
-  spanning the env's returns, and from `MIN_RUNS` runs its bootstrap band;
+- the performance profile: the share of runs scoring above each threshold (`PROFILE_POINTS`
+  spanning the env's returns, and every run score on the env), and from `MIN_RUNS` runs its
+  bootstrap band;
 - pooled over all runs' episodes, and labelled so: the mean, std, median and IQM of the
   returns, and the success rate (episodes at or above the env's reward threshold);
 - when training evaluated periodically: how many runs reached the threshold, out of how many,
@@ -185,13 +186,14 @@ def improvements(
 
 
 def profile_thresholds(runs: list[np.ndarray], bounds: Bounds) -> np.ndarray:
-    """`PROFILE_POINTS` thresholds from the env's lowest to its highest possible return, or
-    where it has no bound, to the lowest or highest run score of `runs` (the run scores of
-    each experiment on the env)."""
+    """The thresholds of the performance profiles of one env: `PROFILE_POINTS` evenly spaced
+    from the env's lowest to its highest possible return (where it has no bound, the lowest or
+    highest run score of `runs`, the run scores of each experiment on the env), and every run
+    score, so that each profile steps down exactly at its runs."""
     every = np.concatenate(runs)
     low = float(every.min()) if bounds[0] is None else bounds[0]
     high = float(every.max()) if bounds[1] is None else bounds[1]
-    return np.linspace(low, max(high, low), PROFILE_POINTS)
+    return np.unique(np.concatenate([np.linspace(low, max(high, low), PROFILE_POINTS), every]))
 
 
 def profile(

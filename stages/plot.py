@@ -133,6 +133,9 @@ def profile_figure(env: str, metrics: dict[str, dict[str, Any]], confidence: flo
     """rliable's performance profile of the experiments `metrics` (statistics by name, all on
     `env`): the share of each one's runs scoring above each threshold, a step line, with its
     bootstrap band where the statistics have one, and each run's score as a tick below."""
+    band = f"band: {confidence:.0%} bootstrap over runs"
+    if not any("ci_low" in m["profile"] for m in metrics.values()):
+        band = f"no band: fewer than {MIN_RUNS} runs"
     with matplotlib.rc_context(matplotlib.rcParamsDefault):
         fig = Figure(figsize=(8.0, 4.5), dpi=100)
         ax = fig.subplots()
@@ -160,8 +163,7 @@ def profile_figure(env: str, metrics: dict[str, dict[str, Any]], confidence: flo
             xlabel="threshold: a run's score (its mean evaluation return)",
             ylabel="share of runs scoring above the threshold",
             ylim=(-0.05 - 0.03 * len(metrics), 1.05),
-            title=f"{env}: performance profile over runs\nband: {confidence:.0%} bootstrap "
-            f"over runs (from {MIN_RUNS} runs); ticks: each run's score",
+            title=f"{env}: performance profile over runs\n{band}; ticks: each run's score",
         )
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize="small")

@@ -173,7 +173,9 @@ def compatible(committed: list[float], rerun: list[float], alpha: float) -> Row:
 
 
 def _mean_sd(scores: list[float]) -> str:
-    """The mean and sample standard deviation of run scores."""
+    """The mean and sample standard deviation of run scores (the mean alone for one run)."""
+    if len(scores) < 2:
+        return f"{np.mean(scores):.2f}"
     return f"{np.mean(scores):.2f} ± {np.std(scores, ddof=1):.2f}"
 
 
