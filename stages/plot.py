@@ -122,7 +122,8 @@ def iqm_figure(metrics: dict[str, dict[str, Any]], confidence: float) -> bytes:
         ax.set(
             xlabel="evaluation return over runs (a run's score: its mean episode return)",
             title=f"Final performance, with {confidence:.0%} intervals over runs\n"
-            f"IQM: bootstrap (shown from {MIN_RUNS} runs); mean: Student's t",
+            f"IQM: bootstrap (shown from {MIN_RUNS} runs); "
+            "mean: Student's t within the env's returns",
         )
         ax.grid(alpha=0.3, axis="x")
         ax.legend(loc="best", fontsize="small")
