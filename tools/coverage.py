@@ -50,10 +50,6 @@ from rlrepro.results.stats import (
 Sampler = Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]
 
 
-class OptionError(UserError):
-    """A command-line option out of its range."""
-
-
 @dataclass(frozen=True)
 class Shape:
     """A distribution of run scores: how to draw them and their possible range."""
@@ -281,17 +277,17 @@ def movement(runs: int, seeds: int, counts: list[int], confidence: float) -> lis
 
 def _check(args: argparse.Namespace) -> None:
     if args.sims < 1:
-        raise OptionError(f"--sims: expected a number >= 1, got {args.sims}")
+        raise UserError(f"--sims: expected a number >= 1, got {args.sims}")
     if min(args.runs) < 2:
-        raise OptionError(
+        raise UserError(
             f"--runs: expected run counts >= 2 (an interval needs 2), got {args.runs}"
         )
     if args.resamples < 100:
-        raise OptionError(f"--resamples: expected a number >= 100, got {args.resamples}")
+        raise UserError(f"--resamples: expected a number >= 100, got {args.resamples}")
     if not 0.0 < args.confidence < 1.0 or not 0.0 < args.alpha < 1.0:
-        raise OptionError("--confidence and --alpha: expected numbers in (0, 1)")
+        raise UserError("--confidence and --alpha: expected numbers in (0, 1)")
     if args.seeds < 2:
-        raise OptionError(f"--seeds: expected a number >= 2, got {args.seeds}")
+        raise UserError(f"--seeds: expected a number >= 2, got {args.seeds}")
 
 
 def _print(row: str) -> None:
