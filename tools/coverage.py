@@ -279,9 +279,7 @@ def _check(args: argparse.Namespace) -> None:
     if args.sims < 1:
         raise UserError(f"--sims: expected a number >= 1, got {args.sims}")
     if min(args.runs) < 2:
-        raise UserError(
-            f"--runs: expected run counts >= 2 (an interval needs 2), got {args.runs}"
-        )
+        raise UserError(f"--runs: expected run counts >= 2 (an interval needs 2), got {args.runs}")
     if args.resamples < 100:
         raise UserError(f"--resamples: expected a number >= 100, got {args.resamples}")
     if not 0.0 < args.confidence < 1.0 or not 0.0 < args.alpha < 1.0:
