@@ -7,7 +7,9 @@ Reads `experiments`, `seeds`, `plot` and `stats.confidence` from params, the lea
 (`--episode-curves/<exp>.csv`), and a figure of both (`--figures/<exp>.png`); and for all
 experiments together, their curves (`all-curves.png`) and a point plot of their final IQM with
 its bootstrap interval (`all-final-iqm.png`). Bands are Student's t intervals of the mean over
-seeds. PNGs carry no date or version stamp.
+seeds. Per env, the performance profile of its experiments (`profile-<env>.png`, from the
+statistics: rliable's share of runs scoring above each threshold, with its bootstrap band from
+`MIN_RUNS` runs) and every run's score as a tick. PNGs carry no date or version stamp.
 """
 
 import dataclasses
@@ -25,7 +27,7 @@ from matplotlib.figure import Figure
 from rlrepro import console
 from rlrepro.core import layout, params
 from rlrepro.core.files import remove_others, write_bytes
-from rlrepro.results import read_stats
+from rlrepro.results import profile_name, read_stats
 from rlrepro.results.curves import mean_curve, read_curve
 from rlrepro.results.stats import MIN_RUNS
 
@@ -120,9 +122,51 @@ def iqm_figure(metrics: dict[str, dict[str, Any]], confidence: float) -> bytes:
         ax.set(
             xlabel="evaluation return over runs (a run's score: its mean episode return)",
             title=f"Final performance, with {confidence:.0%} intervals over runs\n"
-            f"IQM: bootstrap (shown from {MIN_RUNS} runs); mean: Student's t",
+            f"IQM: bootstrap (shown from {MIN_RUNS} runs); "
+            "mean: Student's t within the env's returns",
         )
         ax.grid(alpha=0.3, axis="x")
+        ax.legend(loc="best", fontsize="small")
+        return _png(fig)
+
+
+def profile_figure(env: str, metrics: dict[str, dict[str, Any]], confidence: float) -> bytes:
+    """rliable's performance profile of the experiments `metrics` (statistics by name, all on
+    `env`): the share of each one's runs scoring above each threshold, a step line, with its
+    bootstrap band where the statistics have one, and each run's score as a tick below."""
+    band = f"band: {confidence:.0%} bootstrap over runs"
+    if not any("ci_low" in m["profile"] for m in metrics.values()):
+        band = f"no band: fewer than {MIN_RUNS} runs"
+    with matplotlib.rc_context(matplotlib.rcParamsDefault):
+        fig = Figure(figsize=(8.0, 4.5), dpi=100)
+        ax = fig.subplots()
+        for index, (name, m) in enumerate(sorted(metrics.items())):
+            curve, color = m["profile"], f"C{index}"
+            label = f"{name} ({m['runs']} runs)"
+            ax.step(curve["thresholds"], curve["fraction"], where="post", color=color, label=label)
+            if "ci_low" in curve:
+                ax.fill_between(
+                    curve["thresholds"],
+                    curve["ci_low"],
+                    curve["ci_high"],
+                    step="post",
+                    alpha=0.2,
+                    color=color,
+                )
+            ax.plot(
+                m["run_scores"],
+                [-0.04 - 0.03 * index] * len(m["run_scores"]),
+                "|",
+                color=color,
+                markersize=8,
+            )
+        ax.set(
+            xlabel="threshold: a run's score (its mean evaluation return)",
+            ylabel="share of runs scoring above the threshold",
+            ylim=(-0.05 - 0.03 * len(metrics), 1.05),
+            title=f"{env}: performance profile over runs\n{band}; ticks: each run's score",
+        )
+        ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize="small")
         return _png(fig)
 
@@ -145,8 +189,10 @@ def plot(raw: dict[str, Any], paths: Paths) -> list[Path]:
     stats = read_stats(paths.stats, names)
     every: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
     figures = []
+    envs: dict[str, list[str]] = {}
     for name in names:
         exp = params.experiment(raw, name)
+        envs.setdefault(exp.env, []).append(name)
         seed_curves = _seed_curves(paths.curves, name, seeds)
         curves = (
             mean_curve(seed_curves, settings.points, settings.window, confidence, x="step"),
@@ -163,9 +209,12 @@ def plot(raw: dict[str, Any], paths: Paths) -> list[Path]:
     figures += [paths.figures / f"{name}.png" for name in COMBINED]
     write_bytes(figures[-2], figure(title, every, settings, confidence))
     write_bytes(figures[-1], iqm_figure(stats, confidence))
+    for env, members in sorted(envs.items()):
+        figures.append(paths.figures / f"{profile_name(env)}.png")
+        write_bytes(figures[-1], profile_figure(env, {n: stats[n] for n in members}, confidence))
     remove_others(paths.mean_curves, set(names))
     remove_others(paths.episode_curves, set(names))
-    remove_others(paths.figures, set(names) | set(COMBINED))
+    remove_others(paths.figures, set(names) | set(COMBINED) | {profile_name(e) for e in envs})
     return figures
 
 

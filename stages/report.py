@@ -2,8 +2,9 @@
 
 Reads `experiments`, `seeds`, `evaluate` and `stats` from params, the statistics (`--stats`, from
 stage `metrics`) and the lock file (`--requirements`). Writes `--page` (Markdown): the results
-table, the figures (linked relative to the page), how the numbers were produced, and the pinned
-versions of the key packages. Its bytes depend on those inputs only.
+table, every run's score by seed, the comparisons, the figures (linked relative to the page; the
+performance profiles are stage `plot`'s `profile-<env>.png`), how the numbers were produced,
+and the pinned versions of the key packages. Its bytes depend on those inputs only.
 """
 
 import dataclasses
@@ -14,8 +15,15 @@ from typing import Any
 from rlrepro import console
 from rlrepro.core import params, requirements
 from rlrepro.core.files import write_bytes
-from rlrepro.results import read_stats
-from rlrepro.results.stats import MIN_RUNS
+from rlrepro.results import profile_name, read_stats
+from rlrepro.results.bounds import return_bounds
+from rlrepro.results.stats import MIN_RUNS, kept
+
+# What the simulations of docs/statistics.md (`python -m tools.coverage`) measured of the mean's
+# t interval at 10 runs: the shapes of run scores where it covers within 2 points of its level,
+# and where it does not (with the measured coverage).
+T_COVERS = "normal run scores and run scores against a ceiling"
+T_FAILS = "skewed run scores (log-normal: 83%) and a tenth of runs taking off (65%)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,8 +75,9 @@ def verdict(x: str, y: str, entry: dict[str, float]) -> str:
 
 
 def comparisons(metrics: dict[str, Any]) -> list[str]:
-    """The table of every pair of experiments on one env: the probability of improvement with
-    its interval, and the verdict it supports; none when no two experiments share an env."""
+    """The table of every pair of experiments on one env, X before Y in sorted order: the
+    probability of improvement with its interval, and the verdict it supports; none when no two
+    experiments share an env. Y over X is its complement: 1 - P, interval [1 - high, 1 - low]."""
     rows = []
     for x in sorted(metrics):
         for y, entry in sorted(metrics[x].get("improvement_over", {}).items()):
@@ -84,13 +93,55 @@ def comparisons(metrics: dict[str, Any]) -> list[str]:
         "",
         "The probability of improvement of X over Y is P(a run of X scores more than a run of "
         "Y), ties counted half, over every pair of their runs (rliable's definition); 0.5 is "
-        "no difference. A verdict needs the whole interval on one side of 0.5.",
+        "no difference. A verdict needs the whole interval on one side of 0.5. Each pair is "
+        "bootstrapped once, seeded from its two names: P(Y > X) is 1 - P(X > Y) and its "
+        "interval [1 - high, 1 - low].",
         "",
         "| X | Y | P(X > Y) [CI] | verdict |",
         "|---|---|---|---|",
         *rows,
         "",
     ]
+
+
+def runs_table(names: list[str], metrics: dict[str, Any]) -> list[str]:
+    """Every run's score (the mean return of its evaluation episodes), one column per seed."""
+    seeds = metrics[names[0]]["seeds"]
+    return [
+        "## Runs",
+        "",
+        "Every run's score (the mean return of its evaluation episodes), by seed: the numbers "
+        "the aggregates above summarize.",
+        "",
+        f"| experiment | {' | '.join(f'seed {seed}' for seed in seeds)} |",
+        f"|---|{'---|' * len(seeds)}",
+        *(
+            f"| `{name}` | {' | '.join(f'{score:.1f}' for score in metrics[name]['run_scores'])} |"
+            for name in names
+        ),
+        "",
+    ]
+
+
+def _bounds(experiments: dict[str, params.Experiment]) -> str:
+    """The possible returns of each env that has bounds, e.g. `CartPole-v1 [0, 500]`."""
+    shown = []
+    for env in sorted({exp.env for exp in experiments.values()}):
+        low, high = return_bounds(env)
+        if low is not None or high is not None:
+            shown.append(
+                f"{env} [{'-inf' if low is None else f'{low:.0f}'}, "
+                f"{'inf' if high is None else f'{high:.0f}'}]"
+            )
+    return ", ".join(shown) if shown else "none of these envs has known bounds"
+
+
+def _iqm_words(runs: int) -> str:
+    """What the IQM keeps of `runs` run scores."""
+    dropped = runs // 4
+    if dropped == 0:
+        return f"with {runs} runs nothing is dropped: the IQM is the mean"
+    return f"with {runs} runs the middle {kept(runs)} are kept ({dropped} dropped each side)"
 
 
 def page(raw: dict[str, Any], metrics: dict[str, Any], versions: dict[str, str]) -> str:
@@ -109,14 +160,19 @@ def page(raw: dict[str, Any], metrics: dict[str, Any], versions: dict[str, str])
         f"Each experiment was trained once per seed ({', '.join(map(str, seeds))}) and its final "
         f"deterministic policy played {evaluation.episodes} evaluation episodes per seed "
         f"(episode *i* reset with seed {evaluation.seed} + *i*). A run (one seed) scores the "
-        "mean return of its episodes. The IQM (interquartile mean) and the mean are over the "
-        f"runs' scores. The IQM's {settings.confidence:.0%} interval is a percentile bootstrap "
-        f"over runs ({settings.bootstrap_samples:,} replicates, seed {settings.seed}), shown "
-        f"from {MIN_RUNS} runs: with fewer it covers less than its level "
-        "(docs/statistics.md). The mean's is Student's t over the runs' scores. Success is the "
-        "share of all episodes at or above the env's reward threshold; *reached* counts the "
-        "runs whose periodic evaluation during training reached it, and their mean env steps "
-        "to get there.",
+        "mean return of its episodes. The IQM and the mean are over the runs' scores. The IQM "
+        "(interquartile mean) is rliable's, `scipy.stats.trim_mean(scores, 0.25)`: the mean "
+        "after dropping the lowest and the highest quarter of the runs, rounded down; "
+        f"{_iqm_words(len(seeds))}. The IQM's {settings.confidence:.0%} interval is a "
+        f"percentile bootstrap over runs ({settings.bootstrap_samples:,} replicates, seed "
+        f"{settings.seed} and the experiment's name), shown from {MIN_RUNS} runs: with fewer it "
+        "covers less than its level (docs/statistics.md). The mean's is Student's t over the "
+        f"runs' scores, cut to the env's possible returns ({_bounds(experiments)}). Simulated, "
+        f"it holds its level within 2 points at 10 runs for {T_COVERS}, but not for {T_FAILS}: "
+        "where the runs below are skewed or a few are far above the rest, it is too narrow. "
+        "Success is the share of all episodes at or above the env's reward threshold; "
+        "*reached* counts the runs whose periodic evaluation during training reached it, and "
+        "their mean env steps to get there.",
         "",
         "| experiment | env | algorithm | network | budget | runs "
         f"| IQM [{settings.confidence:.0%} CI] | mean [{settings.confidence:.0%} CI] "
@@ -124,6 +180,7 @@ def page(raw: dict[str, Any], metrics: dict[str, Any], versions: dict[str, str])
         "|---|---|---|---|---|---|---|---|---|---|",
         *(_row(name, experiments[name], metrics[name]) for name in names),
         "",
+        *runs_table(names, metrics),
         *comparisons(metrics),
         "## Figures",
         "",
@@ -133,6 +190,18 @@ def page(raw: dict[str, Any], metrics: dict[str, Any], versions: dict[str, str])
         "![All experiments' learning curves](figures/all-curves.png)",
         "",
         "![Final IQM per experiment](figures/all-final-iqm.png)",
+        "",
+        "Performance profiles (rliable): for each env, the share of an experiment's runs that "
+        "score above each threshold, with its bootstrap band from "
+        f"{MIN_RUNS} runs, and every run's score as a tick. Where the table gives one number per "
+        "experiment, a profile shows the whole distribution of its runs: whether an experiment "
+        "is better for every threshold or only for some, and whether its mean comes from all "
+        "runs or from a few that took off.",
+        "",
+        *(
+            f"![Performance profile on {env}](figures/{profile_name(env)}.png)"
+            for env in sorted({exp.env for exp in experiments.values()})
+        ),
         "",
         *(f"![{name}](figures/{name}.png)" for name in names),
         "",

@@ -57,6 +57,8 @@ def test_plots_show_one_curve_and_the_figures_per_experiment(
     curves = [f"reports/curves/{exp}.csv" for exp in EXPERIMENTS]
     figures = [f"reports/figures/{name}.png" for name in ("all-curves", "all-final-iqm")]
     figures += [f"reports/figures/{exp}.png" for exp in EXPERIMENTS]
+    envs = {tiny_params()["experiments"][exp]["env"] for exp in EXPERIMENTS}
+    figures += [f"reports/figures/profile-{env}.png" for env in envs]
     assert sorted(shown["data"]) == sorted(curves + figures)
     html = run(reproduced, "dvc", "plots", "show", "-o", str(tmp_path / "html")).stdout
     assert "index.html" in html

@@ -198,6 +198,8 @@ def test_plot_and_report(results: tuple[Path, Path]) -> None:
         "all-final-iqm.png",
         "cartpole-ppo.png",
         "pendulum-reinforce.png",
+        "profile-CartPole-v1.png",
+        "profile-InvertedPendulum-v5.png",
     ]
     png = (paths.figures / "cartpole-ppo.png").read_bytes()
     assert png.startswith(b"\x89PNG") and b"Software" not in png and b"matplotlib" not in png
@@ -211,6 +213,11 @@ def test_plot_and_report(results: tuple[Path, Path]) -> None:
     text = report.report(raw, page)
     assert "| `cartpole-ppo` | CartPole-v1 | ppo | 8-8 tanh | 256 steps | 2 |" in text
     assert "![All experiments' learning curves](figures/all-curves.png)" in text
+    assert "figures/profile-CartPole-v1.png" in text
+    stats = json.loads((folder / "stats" / "cartpole-ppo.json").read_text())
+    scores = " | ".join(f"{score:.1f}" for score in stats["run_scores"])
+    assert "| experiment | seed 0 | seed 1 |" in text and f"| `cartpole-ppo` | {scores} |" in text
+    assert "with 2 runs nothing is dropped: the IQM is the mean" in text
     assert "| torch | 2.13.0+cpu |" in text
     assert page.page.read_text() == text
 

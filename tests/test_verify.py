@@ -164,14 +164,19 @@ def test_lock_outs_reads_each_stage_hashes() -> None:
     assert lock_outs(text) == {"plot": {"reports/curves": "abc.dir"}}
 
 
-def test_statistical_comparison_separates_shifted_returns() -> None:
-    same = [float(x) for x in range(50)]
+def test_statistical_comparison_is_over_run_scores() -> None:
+    same = [100.0, 250.0, 400.0]  # three runs' scores, as the default pipeline has
     assert compatible(same, list(same), 0.05).result == "compatible"
-    close = [x + 0.5 for x in same]  # nearly the same distribution: no evidence of a difference
+    close = [x + 20 for x in same]  # within the runs' spread: no evidence of a difference
     assert compatible(same, close, 0.05).result == "compatible"
-    shifted = [x + 100 for x in same]  # no overlap at all: p is tiny
+    shifted = [1000.0, 1010.0, 1020.0]  # far beyond it: p is small with 3 runs a side
     row = compatible(same, shifted, 0.05)
-    assert row.result == "differs" and "Mann-Whitney U" in row.detail
+    assert row.result == "differs" and "Welch's t" in row.detail and "3 runs" in row.detail
+    constant = [1000.0, 1000.0, 1000.0]  # a solved env: every run at the ceiling, both sides
+    assert "p=1" in compatible(constant, list(constant), 0.05).detail
+    assert compatible(same, [5.0], 0.05).result == "too few"
+    assert compatible([5.0], [5.0], 0.05).result == "compatible"  # one seed, the same bytes
+    assert compatible(same, [], 0.05).result == "missing"
 
 
 # A simulated machine: the environment it sets, and a command prefix that limits it.
