@@ -11,16 +11,14 @@ import contextlib
 import dataclasses
 import logging
 import os
-import signal
 import socket
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 from rlrepro.core.errors import UserError
-from tools import remote
+from tools import remote, watchdog
 
 ADDRESS_VAR = "RAY_ADDRESS"  # set: join that cluster; unset: start a local instance
 OBJECT_STORE_BYTES = 512 * 1024**2  # a local instance's store: code, inputs and outputs pass
@@ -75,13 +73,13 @@ def start(jobs: int | None, log: Path) -> list[Node]:
         "logs in <its --temp-dir, default /tmp/ray>/session_latest/logs\n"
     )
     quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
-    stop = signal.getsignal(signal.SIGTERM)  # `ray.init` puts its own in: ours stays
     try:
-        with stderr_to(log), _keeping(signal.SIGTERM, stop):
+        with stderr_to(log), _own_sigterm():
             if address:
                 ray.init(address=address, **quiet)
             else:
                 cpus = jobs or len(os.sched_getaffinity(0))
+                watchdog.start()  # Ray's agents outlive a killed driver: it ends them
                 ray.init(
                     address="local",
                     num_cpus=cpus,
@@ -137,14 +135,19 @@ def reachable(address: str) -> None:
 
 
 @contextlib.contextmanager
-def _keeping(signum: int, handler: Any) -> Iterator[None]:
-    """Put `handler` back for signal `signum` on the way out (in the main thread only: Python
-    sets signal handlers there)."""
+def _own_sigterm() -> Iterator[None]:
+    """Inside, `ray.init` leaves this process's SIGTERM handler as it is: Ray 2.60 puts in its
+    own (`sys.exit(15)`: no line, exit 15) through `ray._private.utils.set_sigterm_handler`,
+    which is a no-op meanwhile. The runner's handler stops a join that waits for an address
+    that answers but is no Ray cluster."""
+    from ray._private import utils
+
+    setter = utils.set_sigterm_handler
+    utils.set_sigterm_handler = lambda _handler: None
     try:
         yield
     finally:
-        if threading.current_thread() is threading.main_thread() and handler is not None:
-            signal.signal(signum, handler)
+        utils.set_sigterm_handler = setter
 
 
 @contextlib.contextmanager
