@@ -63,8 +63,7 @@ def start(jobs: int | None, log: Path) -> list[Node]:
     # user's main work (a cluster's nodes set it with `ray start`).
     os.environ.setdefault("RAY_worker_niceness", "0")
     address = os.environ.get(ADDRESS_VAR)
-    if address:
-        reachable(address)
+    reachable()
     import ray
 
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -106,31 +105,42 @@ def start(jobs: int | None, log: Path) -> list[Node]:
 CONNECT_SECONDS = 10.0  # how long a cluster's address may take to answer before Ray joins it
 
 
-def reachable(address: str) -> None:
-    """Check that the cluster address `address` (`host:port`, as RAY_ADDRESS takes it) answers
-    a TCP connection within `CONNECT_SECONDS`: `ray.init` retries an unreachable one for
-    minutes without a word. Other forms Ray takes (`auto`, `local`, `ray://...`) are left to
-    Ray.
+def parsed_address() -> tuple[str, int] | None:
+    """The host and port of RAY_ADDRESS, checked to be HOST:PORT (None: unset, or a form left
+    to Ray: `auto`, `local`, `ray://...`). Cheap: `tools.run` asks it before anything runs.
 
-    :raises ClusterError: in one line naming the address and why.
+    :raises ClusterError: in one line naming the value and what is accepted.
     """
-    if address in ("auto", "local") or "://" in address:
-        return
-    host, _, port = address.rpartition(":")
+    value = os.environ.get(ADDRESS_VAR)
+    if not value or value in ("auto", "local") or "://" in value:
+        return None
+    host, _, port = value.rpartition(":")
     spaced = any(c.isspace() for c in host)
     if not host or spaced or not port.isdigit() or not 0 < int(port) < 65536:
         raise ClusterError(
-            f"{ADDRESS_VAR}={address!r}: expected HOST:PORT of a Ray cluster's head (e.g. "
+            f"{ADDRESS_VAR}={value!r}: expected HOST:PORT of a Ray cluster's head (e.g. "
             "10.0.0.5:6379), `auto`, or nothing for a local instance"
         )
+    return host.strip("[]"), int(port)
+
+
+def reachable() -> None:
+    """Check that RAY_ADDRESS (`parsed_address`), when set, answers a TCP connection within
+    `CONNECT_SECONDS`: `ray.init` retries an unreachable one for minutes without a word.
+
+    :raises ClusterError: in one line naming the address and why.
+    """
+    where = parsed_address()
+    if where is None:
+        return
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS).close()
+        socket.create_connection(where, timeout=CONNECT_SECONDS).close()
     except OSError as err:
         why = err.strerror or str(err) or type(err).__name__
         raise ClusterError(
-            f"{ADDRESS_VAR}={address}: cannot reach that Ray cluster's head ({why}, within "
-            f"{CONNECT_SECONDS:g} s); start it (ray start --head), fix the address, or unset "
-            f"{ADDRESS_VAR} to run here"
+            f"{ADDRESS_VAR}={os.environ[ADDRESS_VAR]}: cannot reach that Ray cluster's head "
+            f"({why}, within {CONNECT_SECONDS:g} s); start it (ray start --head), fix the "
+            f"address, or unset {ADDRESS_VAR} to run here"
         ) from None
 
 

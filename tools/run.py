@@ -553,6 +553,7 @@ def run(targets: list[str], jobs: int | None, isolate: bool, rerun: bool = False
 
 
 def _run_checked(targets: list[str], jobs: int | None, isolate: bool, rerun: bool) -> int:
+    cluster.parsed_address()  # a RAY_ADDRESS that is no address: said before anything runs
     check_params(targets)
     with Pipeline(targets) as pipe:
         recorder = Recorder(pipe, pipe.steps)
