@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from subprocess import PIPE
 
 import psutil
 import pytest
@@ -153,6 +154,10 @@ def _alive(processes: list[psutil.Process]) -> list[str]:
     return left
 
 
+def _default_int() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
 def test_a_stopped_runner_prints_one_line_and_leaves_no_process(
@@ -165,15 +170,11 @@ def test_a_stopped_runner_prints_one_line_and_leaves_no_process(
     data["seeds"] = [0]
     data["experiments"]["cartpole-ppo"]["budget"] = {"steps": 10**7}
     repo = make_project(tmp_path / "rlrepro", data)
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = [sys.executable, "-m", "tools.run", "--jobs", "1"]
+    # SIGINT as from a terminal (a background job of a script inherits it ignored)
     with subprocess.Popen(
-        [sys.executable, "-m", "tools.run", "--jobs", "1"],
-        cwd=repo,
-        env={**os.environ, "PATH": path},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        command, cwd=repo, env=env, stdout=PIPE, stderr=PIPE, text=True, preexec_fn=_default_int
     ) as proc:
         runner = psutil.Process(proc.pid)
         deadline = time.monotonic() + 300
