@@ -11,8 +11,10 @@ import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -146,18 +148,23 @@ def reachable() -> None:
 
 @contextlib.contextmanager
 def _own_sigterm() -> Iterator[None]:
-    """Inside, `ray.init` leaves this process's SIGTERM handler as it is: Ray 2.60 puts in its
-    own (`sys.exit(15)`: no line, exit 15) through `ray._private.utils.set_sigterm_handler`,
-    which is a no-op meanwhile. The runner's handler stops a join that waits for an address
-    that answers but is no Ray cluster."""
+    """Inside, `ray.init` leaves this process's SIGTERM handler as it is, and on the way out it
+    is put back in at the C level too. Ray 2.60 puts in two of its own: a Python one
+    (`sys.exit(15)`: no line, exit 15) through `ray._private.utils.set_sigterm_handler`, which
+    is a no-op meanwhile, and its core worker's C++ failure handler (a multi-line
+    `*** SIGTERM received ***` dump, then an abort), which `signal.signal` replaces. The runner's
+    handler then stops a join that waits, and a run, with its one line."""
     from ray._private import utils
 
+    handler = signal.getsignal(signal.SIGTERM)
     setter = utils.set_sigterm_handler
     utils.set_sigterm_handler = lambda _handler: None
     try:
         yield
     finally:
         utils.set_sigterm_handler = setter
+        if threading.current_thread() is threading.main_thread() and handler is not None:
+            signal.signal(signal.SIGTERM, handler)
 
 
 @contextlib.contextmanager
