@@ -15,7 +15,9 @@ own run of the machine checks matched this one's. A stage whose node dies is sta
 on a live node (`Scheduler`). Every finished stage is committed here, one at a time
 (`dvc commit --force`), so a failure loses nothing that finished. Ray's own lines go to
 `.dvc/tmp/rlrepro-ray.log` (`RAY_LOG`), not the terminal. Exit 0 when every stage ran, 1 when
-one failed, 2 on a user error, 130 on Ctrl-C.
+one failed, 2 on a user error (DVC's own errors included, in one line), 130 on Ctrl-C, 143 on
+SIGTERM, 3 on a bug (`console.run`). A killed runner leaves no Ray process behind
+(`tools.watchdog`).
 
 Before any stage runs, each stale one whose outputs DVC's default remote or run-cache holds gets
 them from there, as in `dvc repro --pull` (`--rerun`: none does, for `make verify`); a finished
