@@ -21,6 +21,7 @@ from typing import Any
 import gymnasium as gym
 import pandas as pd
 
+from rlrepro import console
 from rlrepro.core import layout, params
 
 
@@ -136,4 +137,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console.run(main))

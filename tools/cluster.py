@@ -11,13 +11,16 @@ import contextlib
 import dataclasses
 import logging
 import os
+import signal
+import socket
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 from rlrepro.core.errors import UserError
-from tools import remote
+from tools import remote, watchdog
 
 ADDRESS_VAR = "RAY_ADDRESS"  # set: join that cluster; unset: start a local instance
 OBJECT_STORE_BYTES = 512 * 1024**2  # a local instance's store: code, inputs and outputs pass
@@ -62,6 +65,7 @@ def start(jobs: int | None, log: Path) -> list[Node]:
     # user's main work (a cluster's nodes set it with `ray start`).
     os.environ.setdefault("RAY_worker_niceness", "0")
     address = os.environ.get(ADDRESS_VAR)
+    reachable()
     import ray
 
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -71,11 +75,12 @@ def start(jobs: int | None, log: Path) -> list[Node]:
     )
     quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
     try:
-        with stderr_to(log):
+        with stderr_to(log), _own_sigterm():
             if address:
                 ray.init(address=address, **quiet)
             else:
                 cpus = jobs or len(os.sched_getaffinity(0))
+                watchdog.start()  # Ray's agents outlive a killed driver: it ends them
                 ray.init(
                     address="local",
                     num_cpus=cpus,
@@ -97,6 +102,69 @@ def start(jobs: int | None, log: Path) -> list[Node]:
     log_to(log)
     ray.cloudpickle.register_pickle_by_value(remote)
     return nodes()
+
+
+CONNECT_SECONDS = 10.0  # how long a cluster's address may take to answer before Ray joins it
+
+
+def parsed_address() -> tuple[str, int] | None:
+    """The host and port of RAY_ADDRESS, checked to be HOST:PORT (None: unset, or a form left
+    to Ray: `auto`, `local`, `ray://...`). Cheap: `tools.run` asks it before anything runs.
+
+    :raises ClusterError: in one line naming the value and what is accepted.
+    """
+    value = os.environ.get(ADDRESS_VAR)
+    if not value or value in ("auto", "local") or "://" in value:
+        return None
+    host, _, port = value.rpartition(":")
+    spaced = any(c.isspace() for c in host)
+    if not host or spaced or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ClusterError(
+            f"{ADDRESS_VAR}={value!r}: expected HOST:PORT of a Ray cluster's head (e.g. "
+            "10.0.0.5:6379), `auto`, or nothing for a local instance"
+        )
+    return host.strip("[]"), int(port)
+
+
+def reachable() -> None:
+    """Check that RAY_ADDRESS (`parsed_address`), when set, answers a TCP connection within
+    `CONNECT_SECONDS`: `ray.init` retries an unreachable one for minutes without a word.
+
+    :raises ClusterError: in one line naming the address and why.
+    """
+    where = parsed_address()
+    if where is None:
+        return
+    try:
+        socket.create_connection(where, timeout=CONNECT_SECONDS).close()
+    except OSError as err:
+        why = err.strerror or str(err) or type(err).__name__
+        raise ClusterError(
+            f"{ADDRESS_VAR}={os.environ[ADDRESS_VAR]}: cannot reach that Ray cluster's head "
+            f"({why}, within {CONNECT_SECONDS:g} s); start it (ray start --head), fix the "
+            f"address, or unset {ADDRESS_VAR} to run here"
+        ) from None
+
+
+@contextlib.contextmanager
+def _own_sigterm() -> Iterator[None]:
+    """Inside, `ray.init` leaves this process's SIGTERM handler as it is, and on the way out it
+    is put back in at the C level too. Ray 2.60 puts in two of its own: a Python one
+    (`sys.exit(15)`: no line, exit 15) through `ray._private.utils.set_sigterm_handler`, which
+    is a no-op meanwhile, and its core worker's C++ failure handler (a multi-line
+    `*** SIGTERM received ***` dump, then an abort), which `signal.signal` replaces. The runner's
+    handler then stops a join that waits, and a run, with its one line."""
+    from ray._private import utils
+
+    handler = signal.getsignal(signal.SIGTERM)
+    setter = utils.set_sigterm_handler
+    utils.set_sigterm_handler = lambda _handler: None
+    try:
+        yield
+    finally:
+        utils.set_sigterm_handler = setter
+        if threading.current_thread() is threading.main_thread() and handler is not None:
+            signal.signal(signal.SIGTERM, handler)
 
 
 @contextlib.contextmanager

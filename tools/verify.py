@@ -39,6 +39,7 @@ from typing import NamedTuple
 import numpy as np
 import yaml
 
+from rlrepro import console
 from rlrepro.core import layout, params
 from rlrepro.core.errors import UserError
 from rlrepro.machine import ALLOW_PHYSICS_VAR
@@ -445,4 +446,4 @@ def _reader(root: Path) -> Callable[[str], str | None]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console.run(main))

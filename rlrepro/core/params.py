@@ -32,7 +32,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rlrepro.core import resources, yamlfile
+from rlrepro.core import layout, resources, yamlfile
 from rlrepro.core.errors import ParamsError
 from rlrepro.core.resources import ENV_BYTES, MEMORY_LIMIT, UNKNOWN_SIZES, bytes_text
 from rlrepro.core.yamlfile import short
@@ -50,16 +50,9 @@ ACTIVATIONS = {
 }
 BUDGET_UNITS = {"reinforce": ("episodes", "steps"), **{a: ("steps",) for a in SB3_ALGORITHMS}}
 
-# Names of experiments: a file name (`models/<name>-<seed>.zip`), a DVC stage name
-# (`train@<name>-<seed>`) and a word no shell splits or expands, on every file system: lower-case
-# letters (two names differing in case only are one file on macOS and Windows), digits and
-# `_ . -`, starting with a letter or digit (never an option, never hidden), no `..` (never a
-# parent folder), at most 64 characters (a run's longest file name stays far under 255 bytes).
-NAME_RULE = re.compile(r"(?!.*\.\.)[a-z0-9][a-z0-9_.-]{0,63}")
-NAME_TEXT = (
-    "lower-case letters, digits, `_`, `.`, `-`, starting with a letter or digit, no `..`, "
-    "at most 64"
-)
+# Names of experiments: one rule, `layout.NAME` (a file name, a DVC stage name, a shell word).
+NAME_RULE = layout.NAME
+NAME_TEXT = layout.NAME_TEXT
 # `root`, the code's folder from the params file's (dvc.yaml's `${root}`, unquoted in its
 # commands): a path of words of NAME_RULE's characters and upper-case letters, no shell character.
 ROOT_RULE = re.compile(r"[A-Za-z0-9_./-]{1,255}")
