@@ -40,20 +40,22 @@ def check(workspace: bool, cache: bool) -> bool:
             report = integrity.check(root, outs, workspace=workspace, cache=cache)
             for mismatch in report.mismatches:
                 print(mismatch.line(), flush=True)
-            counts.append(f"{pipeline} {report.checked} ({len(report.mismatches)} differ)")
+            counts.append(f"{pipeline}: {summary(report)}")
             total.add(report)
     seconds = time.monotonic() - start
-    absent = ""
-    if total.absent_workspace or total.absent_cache:
-        absent = (
-            f"; absent, not checked: {len(total.absent_workspace)} from the workspace, "
-            f"{len(total.absent_cache)} from DVC's cache (make pull)"
-        )
-    print(
-        f"{len(total.mismatches)} differ of {total.checked} files checked against dvc.lock "
-        f"({', '.join(counts)}){absent}; {seconds:.1f} s"
-    )
+    print(f"against dvc.lock in {seconds:.1f} s: {summary(total)} ({'; '.join(counts)})")
     return not total.mismatches
+
+
+def summary(report: integrity.Report) -> str:
+    """`N files checked, M differ` and, when some are absent, how many from where."""
+    text = f"{report.checked} files checked, {len(report.mismatches)} differ"
+    if report.absent_workspace or report.absent_cache:
+        text += (
+            f", absent (make pull): {len(report.absent_workspace)} from the workspace, "
+            f"{len(report.absent_cache)} from DVC's cache"
+        )
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

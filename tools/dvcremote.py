@@ -75,6 +75,13 @@ def describe(repo: Any, name: str) -> str:
     return f"{name} ({config.get('url', '?')}{f' at {endpoint}' if endpoint else ''})"
 
 
+def local(err: BaseException) -> bool:
+    """Whether `err` is about a file of this machine (an `OSError` naming a path, such as a
+    missing dep or a read-only cache), not about a remote (whose file systems raise `OSError`s
+    with no path and no errno: s3fs's `PermissionError('Forbidden')`)."""
+    return isinstance(err, OSError) and err.errno is not None and err.filename is not None
+
+
 def fault(err: BaseException) -> str:
     """What failed, from an exception raised by a remote's file system (s3fs, botocore, fsspec,
     the OS): "unreachable ...", "refused the keys ...", "no such bucket or folder ...", or the
@@ -124,17 +131,21 @@ def faults(repo: Any, name: str, asked: str) -> Iterator[None]:
     among them): what failed is said here."""
     from dvc.exceptions import DvcException
 
-    logger = logging.getLogger("dvc")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    loggers = [logging.getLogger(name) for name in ("dvc", "dvc_data", "dvc_objects")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
     try:
         yield
     except (DvcException, UserError):
         raise
     except Exception as err:
+        if local(err):
+            raise
         raise RemoteError(line(repo, name, asked, fault(err))) from err
     finally:
-        logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def bounded(call: Callable[[], T], seconds: float) -> T:

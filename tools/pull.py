@@ -27,7 +27,7 @@ from typing import Any
 from rlrepro import console
 from tools import dvcremote, integrity
 from tools.dvcremote import RemoteError
-from tools.pipeline import missing, no_remote
+from tools.pipeline import missing, no_remote, writable
 
 
 def cached_outs(repo: Any, targets: list[str]) -> list[Any]:
@@ -150,6 +150,7 @@ def pull(targets: list[str]) -> None:
             print("Everything is up to date.")
             return
         holds = dvcremote.probe(repo, name)
+        writable(repo)
         set_aside(root, integrity.check(root, outs, uncached=False))
         lacking = missing(root, outs)
         asked = f"pull {len(lacking)} outputs ({pipelines(root, outs, lacking)})"
