@@ -126,7 +126,7 @@ def test_read_only_cache_is_refused_before_training(reproduced: Path, tmp_path: 
     assert result.returncode == 2, result.stdout + result.stderr
     why = "Read-only file system" if os.geteuid() == 0 else "Permission denied"
     assert result.stderr.splitlines() == [
-        f"error: .dvc/cache: cannot write in it ({why}); it is DVC's cache: outputs are "
+        f"error: .dvc/cache/files/md5: cannot write in it ({why}); it is DVC's cache: outputs are "
         "recorded there, so nothing could be recorded: fix its permissions or mount (or move "
         "DVC's cache: dvc cache dir PATH), then rerun"
     ], result.stderr
@@ -134,7 +134,7 @@ def test_read_only_cache_is_refused_before_training(reproduced: Path, tmp_path: 
     assert seconds < 20, seconds
     pulled = read_only(repo, cache, sys.executable, "-m", "tools.pull")
     assert pulled.returncode == 2, pulled.stdout + pulled.stderr
-    assert pulled.stderr.startswith("error: .dvc/cache: cannot write in it"), pulled.stderr
+    assert pulled.stderr.startswith("error: .dvc/cache/files/md5: cannot write"), pulled.stderr
     assert read_all(repo, locked_outputs(repo)) == before
 
 
