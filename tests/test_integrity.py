@@ -226,7 +226,7 @@ FAULTS = {
 @pytest.mark.slow
 def test_each_remote_fault_is_one_line(reproduced: Path, s3: str, tmp_path: Path) -> None:
     team = s3_clone(reproduced, s3, tmp_path)
-    repo = clone(team, tmp_path / "faulty")
+    repo = fresh(team, tmp_path / "faulty")
     run(repo, "dvc", "pull", "-q", env=KEYS)
     (repo / CHECKPOINT).unlink()  # something to pull, and a stage to restore
     outputs = [p for p in locked_outputs(repo) if p != CHECKPOINT]

@@ -440,23 +440,29 @@ class Pipeline:
         the bytes their hashes name; each file or object that does not is set aside, with one
         line (`tools.integrity`)."""
         report = integrity.check(self.root, outs)
-        for mismatch in report.mismatches:
-            where = integrity.set_aside(self.root, mismatch)
-            print(f"{mismatch.line()}: set aside to {self._relative(str(where))}", flush=True)
+        self._set_aside(report)
         return not report.mismatches and not report.absent_workspace
 
     def sweep(self) -> int:
         """Hash, before anything reads them, the workspace's files and DVC's cache objects of
         every output of the plan in DVC's cache (but the machine checks', rerun anyway) against
-        dvc.lock, and set aside each that differs, with one line: DVC then sees it missing and
-        restores or reruns its stage. :return: how many were set aside."""
+        dvc.lock, and set aside each bad object, and each file that differs while DVC's state
+        database takes it for dvc.lock's, with one line: DVC then sees it missing and restores
+        or reruns its stage (a file DVC sees changed is left to DVC: its stage reruns).
+        :return: how many were set aside."""
         outs = [o for s in self._stages.values() if not s.always_changed for o in s.outs]
         report = integrity.check(self.root, outs, uncached=False)
-        bad = [m for m in report.mismatches if m.where == "cache" or not self._seen(m, outs)]
-        for mismatch in bad:
+        report.mismatches = [
+            m for m in report.mismatches if m.where == "cache" or not self._seen(m, outs)
+        ]
+        self._set_aside(report)
+        return len(report.mismatches)
+
+    def _set_aside(self, report: integrity.Report) -> None:
+        """Move each bad file or object of `report` aside, one line each."""
+        for mismatch in report.mismatches:
             where = integrity.set_aside(self.root, mismatch)
             print(f"{mismatch.line()}: set aside to {self._relative(str(where))}", flush=True)
-        return len(bad)
 
     def _seen(self, mismatch: integrity.Mismatch, outs: list[Any]) -> bool:
         """Whether DVC itself sees the workspace file of `mismatch` changed (its stage then
