@@ -93,6 +93,20 @@ def test_pull_sets_bad_bytes_aside_and_fetches_them_again(reproduced: Path, tmp_
     assert python(repo, "tools.check").returncode == 0
 
 
+def test_push_sends_no_bad_object(reproduced: Path, tmp_path: Path) -> None:
+    repo = clone(reproduced, tmp_path / "pushing")
+    other = tmp_path / "other-remote"
+    run(repo, "dvc", "remote", "add", "--local", "-d", "other", str(other))
+    obj = cache_object(repo, CHECKPOINT)
+    flip_byte(obj)
+    result = python(repo, "tools.push")
+    assert result.returncode == 0, result.stdout + result.stderr
+    name = obj.relative_to(repo).as_posix()
+    assert f"{CHECKPOINT}: DVC's cache object {name} holds other bytes" in result.stderr
+    sent = other / "files" / "md5" / obj.parent.name / obj.name  # from the good workspace file
+    assert integrity.md5(sent) == locked_md5(repo, CHECKPOINT)
+
+
 def read_only(repo: Path, folder: Path, *command: str) -> Completed:
     """Run `command` in `repo` with `folder` read-only: a read-only bind mount in a mount
     namespace of its own when this is root (whom permissions do not stop), else its mode."""

@@ -53,6 +53,18 @@ def sendable(root: Path, outs: list[Any]) -> list[Any]:
     return ids
 
 
+def refill(root: Path, repo: Any, report: integrity.Report) -> None:
+    """Set aside every bad cache object of `report` (one line each), and put back into DVC's
+    cache each whose workspace file has dvc.lock's bytes: those are what go."""
+    from dvc_objects.fs.local import LocalFileSystem
+
+    set_aside(root, report)
+    for mismatch in report.mismatches:
+        file = root / mismatch.path
+        if file.is_file() and integrity.md5(file) == mismatch.expected:
+            repo.cache.local.add(str(file), LocalFileSystem(), mismatch.expected)
+
+
 def push() -> int:
     """Push (see the module's docstring); :return: how many objects and run records went.
     :raises UserError: in one line."""
@@ -69,7 +81,7 @@ def push() -> int:
             )
         dvcremote.probe(repo, name)
         writable(repo, workspace=False)
-        set_aside(root, integrity.check(root, cached_outs(repo, []), workspace=False))
+        refill(root, repo, integrity.check(root, cached_outs(repo, []), workspace=False))
         asked = "push the outputs and the run-cache"
         with dvcremote.faults(repo, name, asked):
             try:
