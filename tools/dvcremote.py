@@ -23,13 +23,8 @@ CONNECT_SECONDS = 5.0  # to open a TCP connection to its endpoint
 EMPTY = "it holds nothing at its URL"
 
 
-class RemoteError(UserError):
-    """A DVC remote that cannot be used as configured: its config, its server, its keys, its
-    bucket, or what it holds."""
-
-
 def open_repo() -> Any:
-    """DVC's `Repo` of the working folder. :raises RemoteError: in one line when DVC's config
+    """DVC's `Repo` of the working folder. :raises UserError: in one line when DVC's config
     (.dvc/config, .dvc/config.local) is malformed, naming the key or URL and what is accepted."""
     from dvc.config import ConfigError
     from dvc.repo import Repo
@@ -38,7 +33,7 @@ def open_repo() -> Any:
         repo = Repo()
         repo.config  # noqa: B018  (DVC reads and validates its config on first use)
     except ConfigError as err:
-        raise RemoteError(config_line(str(err))) from None
+        raise UserError(config_line(str(err))) from None
     return repo
 
 
@@ -126,7 +121,7 @@ def line(repo: Any, name: str, asked: str, what: str) -> str:
 
 @contextmanager
 def faults(repo: Any, name: str, asked: str) -> Iterator[None]:
-    """Inside, an exception of the remote's file system :raises RemoteError: in one line (DVC's
+    """Inside, an exception of the remote's file system :raises UserError: in one line (DVC's
     own exceptions and ours pass through); DVC's log lines are held back (their tracebacks
     among them): what failed is said here."""
     from dvc.exceptions import DvcException
@@ -142,7 +137,7 @@ def faults(repo: Any, name: str, asked: str) -> Iterator[None]:
     except Exception as err:
         if local(err):
             raise
-        raise RemoteError(line(repo, name, asked, fault(err))) from err
+        raise UserError(line(repo, name, asked, fault(err))) from err
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
@@ -180,7 +175,7 @@ def probe(repo: Any, name: str) -> bool:
     connection, its bucket (an object store's first path part) exists, its keys are taken.
 
     :return: whether it holds anything at its URL (False: an empty or mistyped folder).
-    :raises RemoteError: one line when it cannot be used.
+    :raises UserError: one line when it cannot be used.
     """
     endpoint = repo.config["remote"].get(name, {}).get("endpointurl")
     if endpoint:
@@ -190,7 +185,7 @@ def probe(repo: Any, name: str) -> bool:
             socket.create_connection((parsed.hostname, port), CONNECT_SECONDS).close()
         except OSError as err:
             why = err.strerror or type(err).__name__
-            raise RemoteError(
+            raise UserError(
                 line(repo, name, "connect", f"unreachable ({why} at {parsed.hostname}:{port})")
             ) from None
     store = odb(repo, name)
@@ -208,4 +203,4 @@ def probe(repo: Any, name: str) -> bool:
         try:
             return bounded(ask, PROBE_SECONDS)
         except TimeoutError as err:
-            raise RemoteError(line(repo, name, "list it", f"unreachable ({err})")) from None
+            raise UserError(line(repo, name, "list it", f"unreachable ({err})")) from None

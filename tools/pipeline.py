@@ -372,7 +372,7 @@ class Pipeline:
 
         :return: the steps whose outputs came back, each with where from ("remote" or
             "run-cache"); each still to be committed (`commit`).
-        :raises RemoteError: in one line when the remote cannot be used (`tools.dvcremote`).
+        :raises UserError: in one line when the remote cannot be used (`tools.dvcremote`).
         """
         from dvc.exceptions import DvcException
         from dvc.stage.cache import RunCacheNotFoundError

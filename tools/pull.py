@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from rlrepro import console
+from rlrepro.core.errors import UserError
 from tools import dvcremote, integrity
-from tools.dvcremote import RemoteError
 from tools.pipeline import missing, no_remote, writable
 
 
@@ -146,7 +146,7 @@ def pull(targets: list[str]) -> None:
         if name is None:
             lacking = missing(root, outs)
             if lacking:
-                raise RemoteError(no_remote(lacking))
+                raise UserError(no_remote(lacking))
             print("Everything is up to date.")
             return
         holds = dvcremote.probe(repo, name)
@@ -155,7 +155,7 @@ def pull(targets: list[str]) -> None:
         lacking = missing(root, outs)
         asked = f"pull {len(lacking)} outputs ({pipelines(root, outs, lacking)})"
         if lacking and not holds:
-            raise RemoteError(dvcremote.line(repo, name, asked, dvcremote.EMPTY))
+            raise UserError(dvcremote.line(repo, name, asked, dvcremote.EMPTY))
         if lacking:
             # What did not come is fetched again, or counted, below.
             with dvcremote.faults(repo, name, asked), suppress(DvcException):
@@ -168,7 +168,7 @@ def pull(targets: list[str]) -> None:
                     f"{len(still)} still missing ({pipelines(root, outs, still)}; first: "
                     f"{still[0]}): {len(bad)} with other bytes on the remote, the rest not on it"
                 )
-                raise RemoteError(
+                raise UserError(
                     f"DVC remote {dvcremote.describe(repo, name)}: {asked}: {what}; make repro "
                     "regenerates them (the same bytes), or push them from a clone that has "
                     "them (make push)"

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from rlrepro import console
+from rlrepro.core.errors import UserError
 from tools import dvcremote, integrity
-from tools.dvcremote import RemoteError
 from tools.pipeline import writable
 from tools.pull import cached_outs, set_aside
 
@@ -75,7 +75,7 @@ def push() -> int:
         root = Path(repo.root_dir)
         name = repo.config["core"].get("remote")
         if name is None:
-            raise RemoteError(
+            raise UserError(
                 "no DVC remote to push to: add one (dvc remote add -d NAME URL; "
                 "docs/sharing.md), then make push"
             )
@@ -87,14 +87,14 @@ def push() -> int:
             try:
                 sent = int(repo.push(run_cache=True))
             except DvcException as err:  # some objects did not go (DVC counts them)
-                raise RemoteError(dvcremote.line(repo, name, asked, str(err))) from None
+                raise UserError(dvcremote.line(repo, name, asked, str(err))) from None
         ids = sendable(root, [o for o in run_outs(repo) if o.hash_info])
         with dvcremote.faults(repo, name, f"push the outputs of {len(ids)} recorded runs"):
             # Each object asked of the remote itself: DVC's index of what a remote holds
             # (`dvc_data`'s ObjectDBIndex) takes a folder's listing there for all its files.
             result = transfer(repo.cache.local, dvcremote.odb(repo, name), ids)
         if result.failed:
-            raise RemoteError(
+            raise UserError(
                 dvcremote.line(repo, name, "push", f"{len(result.failed)} objects did not go")
             )
         return sent + len(result.transferred)
