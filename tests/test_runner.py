@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from tests.conftest import clone, make_project, run, tiny_params, train_process, write_params
+from tools import integrity
 
 T = TypeVar("T")
 
@@ -182,8 +183,13 @@ def test_failed_stage_is_named_and_the_others_are_recorded(
     assert not any(
         s.startswith(("evaluate@", "metrics", "plot", "report")) for s in started(result.stdout)
     )
-    assert stale(repo) == {  # the failed stages' evaluations too: DVC deleted their inputs
-        *(f"{stage}@cartpole-ppo-{seed}" for stage in ("train", "evaluate") for seed in (0, 1)),
+    for seed in (0, 1):  # the failed stages' earlier outputs are back, as dvc.lock has them
+        assert f"kept    train@cartpole-ppo-{seed}  its outputs of dvc.lock" in result.stdout
+    model = "models/cartpole-ppo-0.zip"
+    locked = {out["path"]: out["md5"] for out in now["train@cartpole-ppo-0"]["outs"]}
+    assert integrity.md5(repo / model) == locked[model]
+    assert stale(repo) == {  # so their evaluations are not stale
+        *(f"train@cartpole-ppo-{seed}" for seed in (0, 1)),
         *(s for s in RERUN if not s.startswith("train@")),
     }
 
@@ -479,7 +485,7 @@ def stage_in_own_folder(nodes: list[RayNode]) -> tuple[RayNode, psutil.Process] 
 
 
 RUNNER_LINE = re.compile(
-    r"(start {3}|done {4}|retry {3})\S|FAILED {2}|NOT RECORDED |node |error: "
+    r"(start {3}|done {4}|retry {3}|kept {4})\S|FAILED {2}|NOT RECORDED |node |error: "
     r"|\d+ (stages|failed|not recorded)|Everything is up to date\.$"
 )
 

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, suppress
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 from rlrepro.core import params
 from rlrepro.core.errors import UserError
+from tools import dvcremote, integrity
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,11 +174,48 @@ def _threads(stage: Any) -> int:
     return 1
 
 
-def _run_cached(stage: Any) -> bool:
-    """Whether `dvc repro` saves the stage in DVC's run-cache once it ran (`Stage.run`): when
-    every output is in DVC's cache but metrics and plots (those the run-cache copies in itself);
-    DVC itself leaves out stages it cannot hash (`persist` outputs, always changed)."""
-    return all(out.use_cache or out.is_metric or out.is_plot for out in stage.outs)
+def writable(repo: Any, workspace: bool = True) -> None:
+    """Check that DVC's cache (its object and run folders), `.dvc/tmp` and, with `workspace`,
+    the workspace of DVC's `repo` can be written, by writing a file in each: a finished stage
+    or a pulled output is recorded only if they can.
+
+    :raises UserError: one line naming the first folder that cannot be written.
+    """
+    root = Path(repo.root_dir)
+    folders = [
+        (Path(repo.cache.local.path), "DVC's cache: outputs are recorded there"),
+        (Path(repo.cache.legacy.path) / "runs", "DVC's run-cache"),
+        (Path(repo.tmp_dir), "DVC's scratch folder: its locks and the runner's logs"),
+    ]
+    if workspace:
+        folders.append((root, "the workspace: the stages write their outputs there"))
+    for folder, what in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            handle, name = tempfile.mkstemp(dir=folder, prefix=".rlrepro-writable-")
+            os.close(handle)
+            Path(name).unlink()
+        except OSError as err:
+            raise UserError(
+                f"{Path(os.path.relpath(folder, root)).as_posix()}: cannot write in it "
+                f"({err.strerror}); it is {what}, so nothing could be recorded: fix its "
+                "permissions or mount (or move DVC's cache: dvc cache dir PATH), then rerun"
+            ) from None
+
+
+def _keep_in_cache(stage: Any) -> None:
+    """Put the workspace's bytes of `stage`'s outputs kept in git (`cache: false`: metrics,
+    plots) into DVC's cache too, as `Output.commit` does for cached ones: DVC's checkout replaces
+    only a file its cache holds, so a restore from the run-cache may then replace them."""
+    from dvc_data.hashfile.build import build
+    from dvc_data.hashfile.transfer import transfer
+
+    for out in stage.outs:
+        if not out.use_cache and out.exists:
+            staging, _, obj = build(
+                out.cache, out.fs_path, out.fs, out.hash_name, ignore=out.dvcignore
+            )
+            transfer(staging, out.cache, {obj.hash_info}, shallow=False, hardlink=False)
 
 
 class InputsChangedError(UserError):
@@ -196,13 +235,13 @@ class Pipeline:
 
     def __init__(self, targets: list[str]) -> None:
         from dvc.lock import LockError
-        from dvc.repo import Repo, lock_repo
+        from dvc.repo import lock_repo
         from dvc.repo.reproduce import collect_stages, get_active_graph, plan_repro
 
         logging.getLogger("dvc").setLevel(logging.WARNING)  # not its "Updating lock file" lines
         self._exit = ExitStack()
         try:
-            self.repo = self._exit.enter_context(Repo())
+            self.repo = self._exit.enter_context(dvcremote.open_repo())
             self._exit.enter_context(lock_repo(self.repo))
             self.root = Path(self.repo.root_dir)
             graph = get_active_graph(self.repo.index.graph)
@@ -222,6 +261,7 @@ class Pipeline:
         self._work: dict[str, float] = {}
         self._read: dict[str, list[tuple[str, Any]]] = {}  # deps' hashes when a stage started
         self._was: dict[str, Any] = {}  # its lock entry then, before `prepare` saved its deps
+        self._prepared: set[str] = set()  # outputs removed to run, not yet committed
         self.steps = [self._step(stage, graph, names) for stage in plan]
 
     def __enter__(self) -> "Pipeline":
@@ -266,6 +306,7 @@ class Pipeline:
         later ones (`commit`)."""
         stage = self._stages[name]
         stage.remove_outs(ignore_remove=False, force=False)
+        self._prepared.add(name)
         self._was.setdefault(name, self._entry(stage))  # as locked, before its deps are saved
         stage.save_deps()
         self._read[name] = _dep_hashes(stage)
@@ -283,6 +324,7 @@ class Pipeline:
         from dvc.stage.serialize import to_lockfile
 
         stage = self._stages[name]
+        self._prepared.discard(name)
         was = self._was.pop(name) if name in self._was else self._entry(stage)
         stage.save(run_cache=False)
         read, now = self._read.pop(name, None), _dep_hashes(stage)
@@ -294,8 +336,11 @@ class Pipeline:
                 f"{name}: {', '.join(changed)} changed while it ran, so its outputs are of the "
                 "older inputs; not recorded in dvc.lock: rerun `make repro`"
             )
-        if _run_cached(stage):
-            self.repo.stage_cache.save(stage)
+        # Into the run-cache as `dvc repro` saves a stage, and the results page's too (DVC skips
+        # a stage with an uncached output that is no metric or plot; its restore takes it): a
+        # clone given the run-cache (make push) restores every stage. DVC leaves out what it
+        # cannot hash (always changed, `persist` outputs).
+        self.repo.stage_cache.save(stage)
         stage.commit()
         if to_lockfile(stage) == was:
             return False
@@ -324,26 +369,29 @@ class Pipeline:
         whose upstream among them came back too: a stage changed only by missing outputs gets
         them from the default remote (`dvc pull`); another gets them from DVC's run-cache when
         a run of the same command, deps and params is there (the remote's run-cache and the
-        run's outputs fetched first). Without a remote, only the local run-cache serves.
+        run's outputs fetched first). Without a remote, only the local run-cache serves. What
+        comes back is hashed against dvc.lock or the run-cache entry before it is taken
+        (`restored`): bad bytes are set aside and the stage runs.
 
         :return: the steps whose outputs came back, each with where from ("remote" or
             "run-cache"); each still to be committed (`commit`).
+        :raises UserError: in one line when the remote cannot be used (`tools.dvcremote`).
         """
         from dvc.exceptions import DvcException
-        from dvc.stage.cache import RunCacheNotFoundError, RunCacheNotSupported
+        from dvc.stage.cache import RunCacheNotFoundError
 
         remote, names = self.remote(), {step.name for step in steps}
         if remote:
-            try:
+            holds = dvcremote.probe(self.repo, remote)  # bounded: before anything waits on it
+            with (
+                dvcremote.faults(self.repo, remote, "pull its run-cache"),
+                suppress(
+                    DvcException  # an HTTP remote has no run-cache: its outputs only
+                ),
+            ):
                 self.repo.stage_cache.pull(None)
-            except RunCacheNotSupported:  # an HTTP remote: its outputs only
-                pass
-            except Exception as err:  # the first contact: an unreachable store, wrong keys...
-                raise UserError(
-                    f"DVC remote {remote}: cannot read it ({type(err).__name__}: {err}); fix its "
-                    "URL or keys (dvc remote modify), or unset it (dvc remote default --unset)"
-                ) from err
         back: list[tuple[Step, str]] = []
+        absent: list[str] = []  # stages changed only by missing outputs, not on the remote
         for step in steps:
             if any(u in names and u not in {b.name for b, _ in back} for u in step.upstream):
                 continue
@@ -351,17 +399,108 @@ class Pipeline:
             self._was[step.name] = self._entry(stage)  # as locked, before DVC saves its deps
             # (a run-cache look-up saves them: `commit` compares with this, as `prepare` keeps it)
             if remote and not stage.changed(allow_missing=True):
-                with suppress(DvcException):  # not (all) on the remote: DVC said which
-                    self.repo.pull(step.name)
-                if not stage.changed():
+                asked = f"pull the outputs of {step.name}"
+                with dvcremote.faults(self.repo, remote, asked):
+                    try:
+                        self.repo.pull(step.name)
+                    except DvcException:  # not (all) on it, or it stopped answering
+                        dvcremote.probe(self.repo, remote)
+                if not stage.changed() and self.restored(stage.outs):
                     back.append((step, "remote"))
                     continue
+                absent.append(step.name)
             try:
-                self.repo.stage_cache.restore(stage, pull=bool(remote))
+                with dvcremote.faults(self.repo, remote or "", f"restore {step.name}"):
+                    _keep_in_cache(stage)
+                    self.repo.stage_cache.restore(stage, pull=bool(remote))
             except RunCacheNotFoundError:
                 continue
-            back.append((step, "run-cache"))
+            if self.restored(self._run_cache_outs(stage)):
+                back.append((step, "run-cache"))
+        if remote and (absent or not holds):
+            said = dvcremote.describe(self.repo, remote)
+            left = [n for n in absent if n not in {b.name for b, _ in back}]
+            if left or not holds:
+                why = "holds nothing at its URL" if not holds else "did not give the outputs"
+                print(
+                    f"DVC remote {said} {why} of {len(left or steps)} stale stages "
+                    f"({(left or [s.name for s in steps])[0]}, ...; not on it, or other bytes "
+                    "than dvc.lock's): they run now; check its URL if they were pushed",
+                    flush=True,
+                )
         return back
+
+    def _run_cache_outs(self, stage: Any) -> list[Any]:
+        """The outputs, with their hashes, of the run-cache entry DVC restores for `stage`
+        (`StageCache.restore`: the newest run of its command, deps and params); its own outputs
+        when it has none (restored from its dvc.lock entry)."""
+        cache = self.repo.stage_cache
+        entry = cache._load(stage)
+        return list(cache._create_stage(entry, wdir=stage.wdir).outs) if entry else stage.outs
+
+    def restored(self, outs: list[Any]) -> bool:
+        """Whether the outputs `outs` just restored hold, in the workspace and in DVC's cache,
+        the bytes their hashes name; each file or object that does not is set aside, with one
+        line (`tools.integrity`)."""
+        report = integrity.check(self.root, outs)
+        self._set_aside(report)
+        return not report.mismatches and not report.absent_workspace
+
+    def sweep(self) -> int:
+        """Hash, before anything reads them, the workspace's files and DVC's cache objects of
+        every output of the plan in DVC's cache (but the machine checks', rerun anyway) against
+        dvc.lock, and set aside each bad object, and each file that differs while DVC's state
+        database takes it for dvc.lock's, with one line: DVC then sees it missing and restores
+        or reruns its stage (a file DVC sees changed is left to DVC: its stage reruns).
+        :return: how many were set aside."""
+        outs = [o for s in self._stages.values() if not s.always_changed for o in s.outs]
+        report = integrity.check(self.root, outs, uncached=False)
+        report.mismatches = [
+            m for m in report.mismatches if m.where == "cache" or not self._seen(m, outs)
+        ]
+        self._set_aside(report)
+        return len(report.mismatches)
+
+    def _set_aside(self, report: integrity.Report) -> None:
+        """Move each bad file or object of `report` aside, one line each."""
+        for mismatch in report.mismatches:
+            where = integrity.set_aside(self.root, mismatch)
+            print(f"{mismatch.line()}: set aside to {self._relative(str(where))}", flush=True)
+
+    def _seen(self, mismatch: integrity.Mismatch, outs: list[Any]) -> bool:
+        """Whether DVC itself sees the workspace file of `mismatch` changed (its stage then
+        reruns or is restored, as DVC would): not when its state database, which trusts a
+        file's size and time, says the file has dvc.lock's hash (a checkout of a bad object)."""
+        for out in outs:
+            path = self._relative(out.fs_path)
+            if mismatch.path == path or mismatch.path.startswith(f"{path}/"):
+                return bool(out.changed_checksum())
+        return False
+
+    def writable(self) -> None:
+        """`writable` of this repository (`make repro`: the workspace too)."""
+        writable(self.repo)
+
+    def put_back(self) -> list[str]:
+        """Give back, from DVC's cache, the outputs dvc.lock records of every stage whose outputs
+        were removed to run it (`prepare`) and that was not committed: one that failed or was
+        stopped leaves the previous outputs in place, checked against dvc.lock (`restored`).
+
+        :return: the names of the stages whose outputs were put back.
+        """
+        from dvc.exceptions import DvcException
+
+        done = []
+        for name in sorted(self._prepared):
+            stage = self._stages[name]
+            if stage.always_changed or not _locked(stage):
+                continue
+            with suppress(DvcException):  # not in the cache: the rerun regenerates them
+                stage.checkout(force=True, allow_missing=True)
+            if self.restored(stage.outs):
+                done.append(name)
+        self._prepared.clear()
+        return done
 
     def ignored(self, path: str) -> bool:
         """Whether DVC ignores the file at absolute `path` (.dvcignore)."""

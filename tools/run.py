@@ -572,6 +572,14 @@ def _run_checked(targets: list[str], jobs: int | None, isolate: bool, rerun: boo
             ) from None
         finally:
             recorder.flush()
+            _put_back(pipe)
+
+
+def _put_back(pipe: Pipeline) -> None:
+    """Give back the previous outputs of every stage that ran and was not recorded (it failed or
+    was stopped: DVC removed its outputs to run it), from DVC's cache (`Pipeline.put_back`)."""
+    for name in pipe.put_back():
+        log(f"kept    {name}  its outputs of dvc.lock, back from DVC's cache")
 
 
 def _run(
@@ -584,6 +592,9 @@ def _run(
 ) -> int:
     checks = [step for step in pipe.steps if step.check]
     durations = Durations(Durations.file(pipe.root))
+    pipe.writable()  # before hours of training that could not be recorded
+    if not rerun:
+        pipe.sweep()  # bad bytes set aside before anything reads them
     stale: list[Step] = []
     missing = [] if rerun or pipe.remote() else pipe.missing()
     if missing:

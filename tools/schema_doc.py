@@ -14,6 +14,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from rlrepro import console
 from rlrepro.core import params
 from rlrepro.core.files import write_bytes
 
@@ -124,4 +125,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console.run(main))
