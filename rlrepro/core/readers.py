@@ -46,6 +46,11 @@ def show(text: str, width: int = 40) -> str:
     return shown + "..." if len(text) > width else shown
 
 
+def _a(what: str) -> str:
+    """`what` with its indefinite article: "an evaluation CSV", "a learning curve CSV"."""
+    return f"{'an' if what[:1] in 'aeiou' else 'a'} {what}"
+
+
 def read_bytes(path: Path, what: str, limit: int, remedy: str = REMAKE) -> bytes:
     """The bytes of `path`, a `what` (e.g. "evaluation CSV"), at most `limit` of them.
 
@@ -141,7 +146,7 @@ def read_csv(
     """
     text = read_text(path, what, limit)
     header = ",".join(c.name for c in columns)
-    expected = f"expected a {what} with header `{header}`"
+    expected = f"expected {_a(what)} with header `{header}`"
     if not text:
         raise StageError(f"{path}: empty; {expected}; {REMAKE}")
     lines = text.split("\n")
@@ -176,9 +181,8 @@ def read_csv(
 def _check_count(path: Path, what: str, count: int, rows: Rows) -> None:
     why = f" ({rows.why})" if rows.why else ""
     if count == 0 and (rows.least > 0 or rows.exact):
-        raise StageError(
-            f"{path}: a header and no rows; {rows.none or f'expected a {what} with rows; {REMAKE}'}"
-        )
+        meaning = rows.none or f"expected {_a(what)} with rows; {REMAKE}"
+        raise StageError(f"{path}: a header and no rows; {meaning}")
     if rows.exact is not None and count != rows.exact:
         raise StageError(
             f"{path}: {count} row(s), expected {rows.exact}{why}: the file is truncated or "
