@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from rlrepro.core import faults
@@ -124,6 +124,7 @@ def _run(root: Path, stage: str, damage: Callable[[Path], None]) -> Outcome:
         outcome = run_stage(root, stage, DEADLINE)
     finally:
         os.environ.pop(faults.VARIABLE, None)
+    event(f"{stage}: exit {outcome.code}")
     assert time.monotonic() - began < DEADLINE
     if outcome.code == 128 + signal.SIGTERM and stage == "train":
         outcome = Outcome(2, outcome.stderr)  # stopped as asked: one line, a snapshot written
@@ -358,20 +359,55 @@ def params_texts(draw: st.DrawFn) -> bytes:
 PARAMS_STAGES = ["env_check", "metrics", "report", "train"]
 
 
-def _params_target(project: Path, data: st.DataObject) -> None:
-    text = data.draw(params_texts(), label="params")
-    stage = data.draw(st.sampled_from(PARAMS_STAGES), label="stage")
+def _renamed(name: str) -> bytes:
+    """The params with experiment cartpole-ppo renamed `name`."""
+    data = params_data()
+    data["experiments"][name] = data["experiments"].pop("cartpole-ppo")
+    return yaml.safe_dump(data, sort_keys=False).encode("utf-8")
+
+
+def _params_target(project: Path, text: bytes, stage: str) -> None:
     with _copy(project) as root:
         _run(root, stage, lambda r: (r / "params.yaml").write_bytes(text))
         assert not (root / MARK).exists(), "a name reached a shell or a path"
 
 
+def _changed(change: Callable[[dict[str, Any]], None]) -> bytes:
+    """The params with `change` applied, as YAML."""
+    data = params_data()
+    change(data)
+    return yaml.safe_dump(data, sort_keys=False).encode("utf-8")
+
+
+def _experiment(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda data: data["experiments"]["cartpole-ppo"].__setitem__(key, value)
+
+
+# Issue 31's cases, always run (each found by hand before the fuzzer existed).
+KNOWN = [
+    (_changed(_experiment("max_days", math.nan)), "train"),
+    (_changed(_experiment("max_days", math.inf)), "train"),
+    (_changed(lambda d: d.__setitem__("seeds", [2**32])), "train"),
+    (_changed(lambda d: d["experiments"].__setitem__(f"/tmp/{MARK}/pwned", {})), "env_check"),
+    (_renamed(f"/tmp/{MARK}/pwned"), "env_check"),
+    (_renamed("x" * 300), "env_check"),
+    (
+        _changed(lambda d: d["experiments"]["cartpole-ppo"]["hyperparams"].update(n_steps=None)),
+        "train",
+    ),
+    (RAW[1], "metrics"),
+    (RAW[2], "report"),
+]
+
+
 def _fuzz_params(slow: bool) -> Callable[..., None]:
     @_settings("params", slow)
-    @given(data=st.data())
-    def fuzz(project: Path, data: st.DataObject) -> None:
-        _params_target(project, data)
+    @given(text=params_texts(), stage=st.sampled_from(PARAMS_STAGES))
+    def fuzz(project: Path, text: bytes, stage: str) -> None:
+        _params_target(project, text, stage)
 
+    for text, stage in KNOWN:
+        fuzz = example(text=text, stage=stage)(fuzz)
     return fuzz
 
 
@@ -387,13 +423,6 @@ def test_mutated_params_at_length(project: Path) -> None:
 
 
 # --- a few as real processes ------------------------------------------------------------------
-
-
-def _renamed(name: str) -> bytes:
-    """The params with experiment cartpole-ppo renamed `name`."""
-    data = params_data()
-    data["experiments"][name] = data["experiments"].pop("cartpole-ppo")
-    return yaml.safe_dump(data, sort_keys=False).encode("utf-8")
 
 
 PROCESS_CASES = [
