@@ -60,24 +60,18 @@ def job(raw: dict[str, Any], name: str, seed: int) -> Job:
 
     :raises ParamsError: naming the bad key.
     """
-    if seed < 0:
-        raise ParamsError(f"seeds: expected integers >= 0, got {seed}")
+    if not 0 <= seed < params.SEED_LIMIT:
+        raise ParamsError(f"seeds: expected integers in [0, 2**32), got {seed}")
     experiment = params.experiment(raw, name)
+    pins = params.section(raw, params.Numerics, "numerics")
+    tracing = params.section(raw, params.Tracing, "trace")
     resume, key = None, None
     if "resume" in raw:
         resume = params.section(raw, params.Resume, "resume")
         shaping = {key: raw.get(key) for key in ("numerics", "trace")}
         shaping.update(experiment=raw["experiments"][name], seed=seed)
         key = snapshot.run_key(shaping, snapshot.code_digest("train", str(raw.get("root", "."))))
-    result = Job(
-        name,
-        seed,
-        experiment,
-        params.section(raw, params.Numerics, "numerics"),
-        params.section(raw, params.Tracing, "trace"),
-        resume,
-        key,
-    )
+    result = Job(name, seed, experiment, pins, tracing, resume, key)
     training.check(result.experiment, name)
     return result
 

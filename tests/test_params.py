@@ -1,9 +1,14 @@
 """Bad params stop a stage before any work, with one line naming the key; outputs stay."""
 
 import contextlib
+import dataclasses
 import json
+import math
+import random
 import subprocess
 import sys
+import time
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -89,8 +94,8 @@ BAD_CASES = [
             f"{PPO}.polcy",
             "unknown key",
             (
-                "accepted: algo, budget, env, hyperparams, max_days, n_envs, normalize, "
-                "periodic_eval, policy"
+                "accepted: algo, allow_nonportable_ops, budget, env, hyperparams, max_days, "
+                "n_envs, normalize, periodic_eval, policy"
             ),
         ],
     ),
@@ -145,7 +150,7 @@ BAD_CASES = [
     (
         lambda d: _set(d, f"{PPO}.hyperparams.n_steps", 2.5),
         "cartpole-ppo",
-        [f"{PPO}.hyperparams.n_steps", "expected an integer, got 2.5"],
+        [f"{PPO}.hyperparams.n_steps", "expected an integer >= 1, got 2.5"],
     ),
     (
         lambda d: _set(d, f"{PPO}.hyperparams.batch_size", 1),
@@ -219,7 +224,7 @@ BAD_CASES = [
     (
         lambda d: _set(d, f"{PPO}.polcy", d["experiments"]["cartpole-ppo"].pop("policy")),
         "cartpole-ppo",
-        [f"{PPO}.polcy: unknown key; did you mean `policy`? accepted: algo, budget, env"],
+        [f"{PPO}.polcy: unknown key; did you mean `policy`? accepted: algo, allow_nonportable_ops"],
     ),
 ]
 
@@ -310,7 +315,7 @@ def test_yaml_mistakes_name_the_line_and_column(
     ("key", "value", "message"),
     [
         ("seeds", [0, 0], "seeds: expected a non-empty list of distinct integers"),
-        ("stats.confidence", 95, "stats.confidence: expected a number in (0, 1), got 95.0"),
+        ("stats.confidence", 95, "stats.confidence: expected a number in (0, 1), got 95"),
     ],
 )
 def test_metrics_rejects_bad_seeds_and_stats(
@@ -522,3 +527,442 @@ def test_evaluating_a_checkpoint_without_its_network_is_one_line(
     )
     assert paths.episodes.read_text() == "earlier\n"
     assert not paths.summary.exists()
+
+
+# Issue 31's params cases: each refused before any work with one line naming the key (exact
+# text), as `ParamsError` from the schema and as exit code 2 from the stage that reads the key.
+SAC = {
+    "env": "Pendulum-v1",
+    "algo": "sac",
+    "budget": {"steps": 64},
+    "policy": {"hidden": [4], "activation": "tanh"},
+    "hyperparams": {"learning_starts": 32, "batch_size": 16},
+}
+SCHEMA_CASES = [
+    # (key to set, value, stage reading it, the one line)
+    (
+        "experiments.x$(touch${IFS}INJECTED)",
+        SAC,
+        "train",
+        "experiments.'x$(touch${IFS}INJECTED)': not a valid name: expected lower-case letters, "
+        "digits, `_`, `.`, `-`, starting with a letter or digit, no `..`, at most 64 characters",
+    ),
+    ("experiments.a b", SAC, "train", "experiments.'a b': not a valid name: expected"),
+    ("experiments./tmp/somewhere/pwned", SAC, "train", "experiments.'/tmp/somewhere/pwned': not"),
+    ("experiments...", SAC, "train", "experiments...: not a valid name: expected"),
+    ("experiments.a..b", SAC, "train", "experiments.a..b: not a valid name: expected"),
+    (
+        "experiments." + "a" * 300,
+        SAC,
+        "train",
+        "experiments.'aaaaaaaaaaaaaaaaa...aaaaaaaaaaaaaaaaaa': not a valid name: expected",
+    ),
+    ("experiments.Pendulum", SAC, "train", "experiments.Pendulum: not a valid name: expected"),
+    (
+        f"{PPO}.hyperparams.n_epochs",
+        1_000_000_000,
+        "train",
+        f"{PPO}.hyperparams: one update is n_epochs x ceil(n_steps x n_envs / batch_size) = "
+        "2,000,000,000 gradient steps, at least 2.3 days at 100 µs each, over max_days: 1",
+    ),
+    (
+        "evaluate.episodes",
+        10_000_000,
+        "evaluate",
+        "evaluate.episodes: 10,000,000 envs built at once need about 9.5 TiB at 1 MiB each, "
+        "over the 8 GiB a stage may use; expected an integer <= 8,192",
+    ),
+    (
+        f"{PPO}.hyperparams.gamma",
+        True,
+        "train",
+        f"{PPO}.hyperparams.gamma: expected a number, got True",
+    ),
+    (f"{PPO}.max_days", math.nan, "train", f"{PPO}.max_days: expected a finite number, got nan"),
+    (f"{PPO}.max_days", math.inf, "train", f"{PPO}.max_days: expected a finite number, got inf"),
+    (
+        f"{PPO}.normalize",
+        {"obs": True, "reward": True, "clip_obs": math.inf},
+        "train",
+        f"{PPO}.normalize.clip_obs: expected a finite number, got inf",
+    ),
+    (
+        "experiments.sac.hyperparams.action_noise",
+        {"normal": math.nan},
+        "train",
+        "experiments.sac.hyperparams.action_noise.normal: expected a finite number, got nan",
+    ),
+    ("seeds", [4294967296], "metrics", "seeds[0]: expected an integer < 2**32, got 4294967296"),
+    (
+        "evaluate.seed",
+        2**64,
+        "evaluate",
+        "evaluate.seed: expected an integer < 2**32, got 18446744073709551616",
+    ),
+    (
+        "evaluate.seed",
+        2**32 - 1,
+        "evaluate",
+        "evaluate.seed: 4,294,967,295 + episodes - 1 = 4,294,967,296, over the largest seed "
+        "2**32 - 1; lower the seed",
+    ),
+    (
+        f"{PPO}.hyperparams.n_steps",
+        None,
+        "train",
+        f"{PPO}.hyperparams.n_steps: expected an integer, got None",
+    ),
+    (
+        f"{PPO}.hyperparams.learning_rate",
+        {"schedule": "linear", "start": "abc", "end": 0.0},
+        "train",
+        f"{PPO}.hyperparams.learning_rate.start: expected a number, got 'abc'",
+    ),
+    (
+        "experiments.sac.hyperparams.buffer_size",
+        1e12,
+        "train",
+        "experiments.sac.hyperparams.buffer_size: expected an integer >= 1, got 1000000000000.0",
+    ),
+    (
+        "experiments.sac.hyperparams.buffer_size",
+        10**12,
+        "train",
+        "experiments.sac.hyperparams.buffer_size: 1,000,000,000,000 transitions of 18 bytes need "
+        "about 16 TiB, over the 8 GiB a training may use",
+    ),
+    (
+        f"{PPO}.policy.hidden",
+        [1000000, 1000000],
+        "train",
+        f"{PPO}.policy.hidden: 2 networks of 1,000,005,000,001 weights (with gradients, optimizer "
+        "state and a batch of 64) need about 29 TiB, over the 8 GiB a training may use",
+    ),
+    ("plot.points", 1e9, "plot", "plot.points: expected an integer >= 2, got 1000000000.0"),
+    ("plot.points", 10**9, "plot", "plot.points: expected an integer <= 1,000,000, got 1000000000"),
+    (
+        "stats.bootstrap_samples",
+        10**7 + 1,
+        "metrics",
+        "stats.bootstrap_samples: expected an integer <= 10,000,000, got 10000001",
+    ),
+    (
+        "seeds;stats.bootstrap_samples",
+        (list(range(100)), 1_000_000),
+        "metrics",
+        "stats.bootstrap_samples: 1,000,000 replicates over 100 seeds need about 149 GiB, over "
+        "the 8 GiB a stage may use",
+    ),
+    (
+        f"{PPO}.n_envs",
+        9000,
+        "train",
+        f"{PPO}.n_envs: 9,000 envs built at once need about 8.8 GiB at 1 MiB each, over the "
+        "8 GiB a stage may use; expected an integer <= 8,192",
+    ),
+    (
+        f"{PPO}.allow_nonportable_ops",
+        ["aten::convolution", "rm -rf /"],
+        "train",
+        f"{PPO}.allow_nonportable_ops[1]: expected an ATen op name such as aten::convolution, "
+        "got 'rm -rf /'",
+    ),
+    ("root", "$(touch INJECTED)", "train", "root: expected a path of letters, digits"),
+]
+
+
+def _schema_case(key: str, value: Any) -> dict[str, Any]:
+    """The tiny params with an `sac` experiment and `key` (dotted; an experiment name may hold
+    dots) set to `value`."""
+    data = tiny_params()
+    data["experiments"]["sac"] = json.loads(json.dumps(SAC))
+    if key.startswith("experiments.") and value is SAC:
+        data["experiments"] = {key.removeprefix("experiments."): json.loads(json.dumps(SAC))}
+        return data
+    if ";" in key:
+        for one, one_value in zip(key.split(";"), value, strict=True):
+            _set(data, one, one_value)
+        return data
+    return _set(data, key, value)
+
+
+def _stage_main(stage: str, path: Path, tmp_path: Path, exp: str) -> int:
+    if stage == "train":
+        return train.main(argv(path, train_paths(tmp_path / "out", exp), exp=exp, seed=0))
+    if stage == "evaluate":
+        paths = evaluate.Paths(tmp_path / "m.zip", tmp_path / "e.csv", tmp_path / "e.json")
+        return evaluate.main(argv(path, paths))
+    if stage == "plot":
+        from stages import plot
+
+        plot_paths = plot.Paths(
+            *(tmp_path / f"p{i}" for i in range(len(dataclasses.fields(plot.Paths))))
+        )
+        return plot.main(argv(path, plot_paths))
+    return metrics.main(
+        argv(path, metrics.Paths(tmp_path, tmp_path, tmp_path / "s", tmp_path / "m"))
+    )
+
+
+@pytest.mark.parametrize(("key", "value", "stage", "line"), SCHEMA_CASES)
+def test_issue_31_params_cases_are_one_line_and_exit_2(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    key: str,
+    value: Any,
+    stage: str,
+    line: str,
+) -> None:
+    data = _schema_case(key, value)
+    path = write_params(tmp_path / "params.yaml", data)
+    names = list(data["experiments"])
+    exp = (
+        "sac"
+        if key.startswith("experiments.sac")
+        else names[-1]
+        if value is SAC
+        else "cartpole-ppo"
+    )
+    raw = params.read(path) if key != "root" else None
+    if raw is not None:  # the schema itself: the exception and its one line
+        with pytest.raises(ParamsError) as caught:
+            params.seeds(raw)
+            for section, cls in params.SCHEMA.items():
+                if section != "resume":  # optional, and not in the tiny params
+                    params.section(raw, cls, section)
+            params.section_names(raw, "experiments")
+            job = train.job(raw, exp, 0)
+            assert job is None, "accepted"
+        assert str(caught.value).startswith(line), str(caught.value)
+        assert "\n" not in str(caught.value) and len(str(caught.value)) < 400
+    assert _stage_main(stage, path, tmp_path, exp) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+    assert line in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "INJECTED").exists()
+
+
+ALIAS_BOMB = """\
+a: &a [x, x, x, x, x, x, x, x, x, x]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]
+g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]
+h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]
+i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h, *h]
+experiments:
+  cartpole-ppo:
+    budget: {steps: *i}
+"""
+
+
+@pytest.mark.parametrize(
+    ("content", "line"),
+    [
+        (
+            ALIAS_BOMB.encode(),
+            "params.yaml:5:4: not valid YAML: stands for over 100,000 values (aliases expanded)",
+        ),
+        (
+            b"a: &a [*a]\n",
+            "params.yaml:1:4: not valid YAML: an alias refers to a value that contains it",
+        ),
+        (
+            b"x: " + b"[" * 40 + b"]" * 40 + b"\n",
+            "params.yaml:1:35: not valid YAML: nested deeper than 32 levels",
+        ),
+        (
+            bytes(range(256)) * 4,
+            "params.yaml: not UTF-8 text (byte 0x80 at offset 128); a params file is YAML in UTF-8",
+        ),
+        (b"\xff\xfe\x00garbage", "params.yaml: not UTF-8 text (byte 0xff at offset 0)"),
+        (
+            b"- 1\n- 2\n",
+            "params.yaml: expected a mapping of sections at the top level, got a list: [1, 2]",
+        ),
+        (b"", "params.yaml: expected a mapping of sections at the top level, got nothing"),
+        (
+            b"evalute: {episodes: 1, seed: 0}\n",
+            "params.yaml: evalute: unknown key; did you mean `evaluate`? accepted: env_check, ",
+        ),
+        (
+            b"x" * (2**20 + 1),
+            "params.yaml: 1,048,577 bytes, over the 1,048,576 a params file may have",
+        ),
+        (
+            b"? [a, b]\n: 1\n",
+            "params.yaml:1:3: not valid YAML: while constructing a mapping found unhashable key",
+        ),
+        (b"t: 2001-13-45\n", "params.yaml: not valid YAML: month must be in 1..12"),
+    ],
+)
+def test_a_params_file_is_read_within_limits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, line: str
+) -> None:
+    """Each refused in one line naming the file, at once (an alias bomb never expands), by
+    `params.read` (`ParamsError`) and by a stage (exit 2)."""
+    path = tmp_path / "params.yaml"
+    path.write_bytes(content)
+    began = time.perf_counter()
+    with pytest.raises(ParamsError) as caught:
+        params.read(path)
+    assert time.perf_counter() - began < 1.0
+    assert str(caught.value).startswith(f"{tmp_path}/{line}"), str(caught.value)
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 400
+    paths = evaluate.Paths(tmp_path / "m.zip", tmp_path / "e.csv", tmp_path / "e.json")
+    assert evaluate.main(argv(path, paths)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and line in err
+
+
+def test_a_missing_params_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = evaluate.Paths(tmp_path / "m.zip", tmp_path / "e.csv", tmp_path / "e.json")
+    assert evaluate.main(argv(tmp_path / "nope.yaml", paths)) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path}/nope.yaml: no such params file\n"
+
+
+def test_a_huge_value_shows_short_in_the_message(tmp_path: Path) -> None:
+    """A 50,000-element list where a mapping belongs: the message shows a few elements."""
+    path = write_params(
+        tmp_path / "params.yaml", _set(tiny_params(), "evaluate", list(range(50_000)))
+    )
+    with pytest.raises(ParamsError) as caught:
+        params.section(params.read(path), params.Evaluation, "evaluate")
+    assert str(caught.value) == "evaluate: expected a mapping, got [0, 1, 2, 3, ...]"
+
+
+def test_committed_params_load_unchanged() -> None:
+    """Every committed params file and the tiny params pass the whole schema, and `read` gives
+    exactly what YAML reads (so no stage sees other values)."""
+    import yaml
+
+    files = [ROOT / "params.yaml", *sorted(ROOT.glob("studies/*/params.yaml"))]
+    files.append(ROOT / "benchmarks/params-small.yaml")
+    for file in files:
+        raw = params.read(file)
+        assert raw == yaml.safe_load(file.read_text(encoding="utf-8"))
+        params.seeds(raw)
+        for section, cls in params.SCHEMA.items():
+            if section in raw:
+                params.section(raw, cls, section)
+        for name in params.section_names(raw, "experiments"):
+            assert params.experiment(raw, name).allow_nonportable_ops == ()
+
+
+def test_allow_nonportable_ops_is_a_tuple_of_op_names(tmp_path: Path) -> None:
+    ops = ["aten::convolution", "aten::add.Tensor"]
+    data = _set(tiny_params(), f"{PPO}.allow_nonportable_ops", ops)
+    raw = params.read(write_params(tmp_path / "params.yaml", data))
+    assert params.experiment(raw, "cartpole-ppo").allow_nonportable_ops == tuple(ops)
+
+
+def test_a_million_bootstrap_samples_over_ten_seeds_are_accepted(tmp_path: Path) -> None:
+    data = _set(tiny_params(), "stats.bootstrap_samples", 1_000_000)
+    data["seeds"] = list(range(10))
+    raw = params.read(write_params(tmp_path / "params.yaml", data))
+    assert params.section(raw, params.Stats, "stats").bootstrap_samples == 1_000_000
+
+
+def test_the_keys_table_of_the_docs_is_current() -> None:
+    """docs/experiments.md holds the table the schema writes: `python -m tools.schema_doc`."""
+    from tools import schema_doc
+
+    page = schema_doc.PAGE.read_text(encoding="utf-8")
+    assert schema_doc.render(page) == page, "run `python -m tools.schema_doc`"
+    for name in params.HYPERPARAMS:
+        assert f"`experiments.<name>.hyperparams.{name}`" in page
+
+
+def test_every_declared_integer_is_bounded_and_every_key_documented() -> None:
+    for cls in [*params.SCHEMA.values(), params.Experiment, params.Policy, params.PeriodicEval]:
+        hints = typing.get_type_hints(cls)
+        for field in dataclasses.fields(cls):
+            assert field.metadata["doc"], (cls, field.name)
+            if int in (hints[field.name], *typing.get_args(hints[field.name])):
+                assert field.metadata["range"].high is not None, (cls, field.name)
+
+
+def test_the_estimates_use_sb3s_defaults() -> None:
+    """`SB3_DEFAULTS` (what the resource estimates assume when a key is not set) is SB3's."""
+    import inspect
+
+    from rlrepro.agents.algorithms import sb3_class
+
+    for algo, defaults in params.SB3_DEFAULTS.items():
+        signature = inspect.signature(sb3_class(algo)).parameters
+        for name, value in defaults.items():
+            assert signature[name].default == value, (algo, name)
+
+
+def _mutations(rng: random.Random, data: Any, depth: int = 0) -> Any:
+    """`data` with one value somewhere swapped for an odd one (type swaps, NaN, inf, huge and
+    negative numbers, names with shell, path and Unicode characters, nesting)."""
+    odd = [
+        True,
+        None,
+        math.nan,
+        -math.inf,
+        2**64,
+        -1,
+        0,
+        1e300,
+        "abc",
+        "1e-4",
+        "",
+        [],
+        {},
+        "x$(touch INJECTED)",
+        "../..",
+        "/tmp/x",
+        "é\u2028",
+        [[[[1]]]],
+        {"a": {"b": 1}},
+        2.5,
+        list(range(50)),
+        "a" * 1000,
+    ]
+    if not isinstance(data, dict | list) or not data or (depth and rng.random() < 0.3):
+        return rng.choice(odd)
+    if isinstance(data, list):
+        i = rng.randrange(len(data))
+        return [*data[:i], _mutations(rng, data[i], depth + 1), *data[i + 1 :]]
+    keys = list(data)
+    chosen = rng.choice(keys)
+    result = dict(data)
+    if rng.random() < 0.1:
+        result[rng.choice(["x$(id)", "Bad Name", "a..b", 7, chosen + "_"])] = result.pop(chosen)
+    else:
+        result[chosen] = _mutations(rng, data[chosen], depth + 1)
+    return result
+
+
+def test_random_mutations_raise_only_params_errors(tmp_path: Path) -> None:
+    """300 derandomized mutations of the tiny params (with a SAC experiment): every failure of
+    the whole schema is one `ParamsError` line, never another exception."""
+    import yaml
+
+    base = _schema_case("experiments.sac", SAC["hyperparams"])
+    base["experiments"]["sac"] = json.loads(json.dumps(SAC))
+    base["resume"] = {"every": 100}
+    rng = random.Random(31)
+    path = tmp_path / "params.yaml"
+    refused = 0
+    for _ in range(300):
+        data = _mutations(rng, base)
+        path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        try:
+            raw = params.read(path)
+            params.seeds(raw)
+            for section, cls in params.SCHEMA.items():
+                if section in raw:
+                    params.section(raw, cls, section)
+            for name in params.section_names(raw, "experiments"):
+                params.experiment(raw, name)
+        except ParamsError as err:
+            refused += 1
+            assert "\n" not in str(err) and len(str(err)) < 500, str(err)
+    assert refused > 150

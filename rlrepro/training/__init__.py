@@ -15,7 +15,7 @@ import gymnasium as gym
 
 from rlrepro.agents.algorithms import ACTION_SPACES
 from rlrepro.core.errors import ParamsError
-from rlrepro.core.params import Experiment
+from rlrepro.core.params import Experiment, check_resources, space_sizes
 from rlrepro.training import reinforce, sb3
 from rlrepro.training.recording import Recording
 from rlrepro.training.snapshot import Snapshots
@@ -36,12 +36,15 @@ class Result:
 
 
 def check(exp: Experiment, name: str) -> None:
-    """Reject an algorithm that does not take the env's action space, and hyperparameters the
-    algorithm does not take.
+    """Reject an algorithm that does not take the env's action space, hyperparameters the
+    algorithm does not take, and resources over the limits with the env's sizes.
 
     :raises ParamsError: naming the key and what is accepted.
     """
-    space = gym.make(exp.env).action_space
+    env = gym.make(exp.env)
+    space = env.action_space
+    sizes = space_sizes(env.observation_space, space)
+    env.close()
     needed = ACTION_SPACES.get(exp.algo)
     if needed is not None and not isinstance(space, needed):
         raise ParamsError(
@@ -52,6 +55,7 @@ def check(exp: Experiment, name: str) -> None:
         reinforce.config(exp, name)
     else:
         sb3.check(exp, name, space)
+    check_resources(exp, name, sizes)
 
 
 def pace(exp: Experiment, name: str, measure: float = 5.0) -> Callable[[int], None]:
