@@ -6,15 +6,22 @@ library module imports it: only stage modules and tools do.)
 """
 
 import argparse
+import contextlib
 import dataclasses
+import itertools
+import os
+import signal
 import sys
+import tempfile
+import threading
 import time
+import traceback
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-from rlrepro.core.errors import UserError
+from rlrepro.core.errors import StoppedError, UserError
 
 T = TypeVar("T")
 
@@ -70,14 +77,119 @@ def parse(
 
 
 def run(work: Callable[[], object]) -> int:
-    """Call `work`; our own errors (`UserError`) become one line on stderr and their exit code
-    (2; 128 + N after signal N). Anything else is a bug and keeps its traceback."""
+    """The error boundary of every command: call `work` and :return: its exit code (what it
+    returned when that is an int, else 0).
+
+    - Our own errors (`UserError`) become one line `error: ...` on stderr and their exit code
+      (2; 128 + N after signal N).
+    - Ctrl-C (`KeyboardInterrupt`) becomes one line and exit 130; SIGTERM, when nothing else
+      handles it, one line and exit 143 (`StoppedError`, raised where the signal lands).
+    - Anything else is a bug: one line `internal error: <type>: <message>; traceback in <file>`
+      and exit 3, the full traceback written to that file (`traceback_file`).
+
+    argparse's own exits (`SystemExit`: a usage error, `--help`) pass through unchanged.
+    """
+    with _terminate_raises():
+        try:
+            result = work()
+        except UserError as err:
+            print(f"error: {one_line(str(err), limit=None)}", file=sys.stderr, flush=True)
+            return err.exit_code
+        except KeyboardInterrupt:
+            print("error: stopped by SIGINT (Ctrl-C)", file=sys.stderr, flush=True)
+            return 128 + signal.SIGINT
+        except Exception as err:
+            where = _write_traceback(err)
+            line = f"{type(err).__name__}: {one_line(str(err)) or '(no message)'}"
+            print(f"internal error: {line}; traceback in {where}", file=sys.stderr, flush=True)
+            return INTERNAL_ERROR
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
+
+
+INTERNAL_ERROR = 3  # the exit code of a bug (an exception that is not a `UserError`)
+ERRORS_FOLDER = Path(".dvc", "tmp", "rlrepro-errors")  # in the project: untracked scratch
+
+
+def one_line(text: str, limit: int | None = 160) -> str:
+    """`text` as one line: its lines joined by " | " (blank ones and indentation dropped),
+    cut to `limit` characters with "..." (None: not cut)."""
+    line = " | ".join(part.strip() for part in text.splitlines() if part.strip())
+    if limit is not None and len(line) > limit:
+        return line[: limit - 3] + "..."
+    return line
+
+
+@contextlib.contextmanager
+def _terminate_raises() -> Iterator[None]:
+    """Inside, SIGTERM raises `StoppedError` (exit 143) where it lands, when it would otherwise
+    kill the process without a word (its handler is the default, in the main thread)."""
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_stopped)
     try:
-        work()
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return err.exit_code
-    return 0
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _raise_stopped(signum: int, _frame: object) -> None:
+    """A signal handler: :raises StoppedError: for signal `signum` (a second one kills)."""
+    signal.signal(signum, signal.SIG_DFL)
+    raise StoppedError(f"stopped by {signal.Signals(signum).name}", signum)
+
+
+def project_root(start: Path) -> Path | None:
+    """The nearest folder at or above `start` that holds a `.dvc` folder (None: none)."""
+    for folder in (start, *start.parents):
+        if (folder / ".dvc").is_dir():
+            return folder
+    return None
+
+
+def _command() -> str:
+    """The running command's name for a file name, e.g. `stages.train` (`python -m`)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    name = spec.name if spec is not None else Path(sys.argv[0] or "python").stem
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:60] or "python"
+
+
+def traceback_file(prefix: str) -> tuple[Path, TextIO]:
+    """A new file for a traceback, named `<prefix>-<pid>-<n>.log`: in the project's
+    `.dvc/tmp/rlrepro-errors/` (the project: the nearest folder up from here with `.dvc`),
+    else (none, or not writable) in the system's temporary folder. :return: it, open."""
+    root = project_root(Path.cwd())
+    folders = [root / ERRORS_FOLDER] if root is not None else []
+    folders.append(Path(tempfile.gettempdir()) / f"rlrepro-errors-{os.getuid()}")
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for n in itertools.count():
+                path = folder / f"{prefix}-{os.getpid()}-{n}.log"
+                try:
+                    return path, path.open("x", encoding="utf-8")
+                except FileExistsError:
+                    continue
+        except OSError:
+            continue
+    raise OSError("no writable folder for a traceback")
+
+
+def _write_traceback(err: BaseException) -> str:
+    """Write `err`'s traceback to a new `traceback_file`; :return: its path as the line shows
+    it (relative to here when inside; `(not written: ...)` when nothing could be written)."""
+    try:
+        path, file = traceback_file(_command())
+        with file:
+            file.write(f"{' '.join(sys.argv)}\n")
+            traceback.print_exception(err, file=file)
+    except OSError as failed:
+        return f"(not written: {failed})"
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 class Progress:

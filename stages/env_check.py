@@ -123,7 +123,12 @@ def env_check(raw: dict[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
 
     :raises StageError: on a version or physics mismatch that the environment does not allow,
         or a Python other than 3.11.
+    :raises ParamsError: for an experiment name that cannot name a file (`layout.check_name`),
+        before anything runs or is written: every `train` stage depends on its report, so no
+        later stage (no shell command holding the name) can run.
     """
+    for name in _envs(raw):
+        layout.experiment_file(paths.reports, name, ".json")
     if sys.version_info[:2] != LOCKED_PYTHON:
         raise StageError(
             f"Python {platform.python_version()}: {paths.requirements} is locked for Python "
@@ -159,4 +164,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console.run(main))

@@ -8,9 +8,11 @@ parameters and the latest observations, to find where two runs part), and the pr
 (`--progress`, CSV: the deterministic evaluations during training, `periodic_eval`). The
 wall-clock seconds go to `--timing` (JSON), which is not tracked: they differ on every run.
 
-With params `resume: {every: N}`, a snapshot is written to `snapshots/` every N env steps and on
-SIGTERM or SIGINT (then the stage exits with 128 + the signal's number); a rerun continues from
-a matching snapshot, with the same bytes as a run never stopped (`rlrepro.training.snapshot`).
+SIGTERM or SIGINT stops a training within seconds: the stage exits with 128 + the signal's
+number and one line. With params `resume: {every: N}`, a snapshot is written to `snapshots/` every
+N env steps and on such a stop (when the training loop reaches its top within
+`snapshot.GRACE_SECONDS`); a rerun continues from a matching snapshot, with the same bytes as a
+run never stopped (`rlrepro.training.snapshot`).
 """
 
 import dataclasses
@@ -21,10 +23,9 @@ from typing import Any
 from rlrepro import console, numerics, training
 from rlrepro.agents import checkpoint
 from rlrepro.agents.rollout import CURVE_HEADER
-from rlrepro.core import faults, params
+from rlrepro.core import faults, layout, params
 from rlrepro.core.errors import ParamsError
 from rlrepro.core.files import write_csv, write_json
-from rlrepro.core.layout import run_file
 from rlrepro.training import snapshot
 from rlrepro.training.recording import PROGRESS_HEADER
 from rlrepro.training.trace import TRACE_HEADER
@@ -62,6 +63,7 @@ def job(raw: dict[str, Any], name: str, seed: int) -> Job:
     """
     if not 0 <= seed < params.SEED_LIMIT:
         raise ParamsError(f"seeds: expected integers in [0, 2**32), got {seed}")
+    layout.check_name(name)
     experiment = params.experiment(raw, name)
     pins = params.section(raw, params.Numerics, "numerics")
     tracing = params.section(raw, params.Tracing, "trace")
@@ -84,7 +86,7 @@ def train(job: Job, paths: Paths) -> training.Result:
     label = f"{job.name} seed {job.seed}"
     snapshots = None
     if job.resume is not None and job.key is not None:
-        where = run_file(snapshot.FOLDER, job.name, job.seed, ".pkl")
+        where = layout.run_file(snapshot.FOLDER, job.name, job.seed, ".pkl")
         snapshots = snapshot.Snapshots(where, job.key, job.resume.every, label)
     progress = console.Progress(amount, unit, label)
     pace = training.pace(job.experiment, job.name)
@@ -94,7 +96,7 @@ def train(job: Job, paths: Paths) -> training.Result:
         pace(done)
         faults.at_progress(done)
 
-    with snapshot.stop_on_signals():
+    with snapshot.stop_on_signals(label, None if snapshots is None else snapshots.path):
         result = training.train(
             job.experiment, job.name, job.seed, job.tracing.every, on_progress, snapshots
         )
@@ -119,4 +121,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console.run(main))

@@ -112,7 +112,7 @@ def check(
     assert not strays, f"exit 0 but changed files that are not its outputs: {strays}"
 
 
-def _run(root: Path, stage: str, damage: Callable[[Path], None]) -> Outcome:
+def _run(root: Path, stage: str, damage: Callable[[Path], object]) -> Outcome:
     """Damage the project `root` with `damage`, run `stage` and check the property. A training
     is stopped by SIGTERM after `STOP_AT` env steps (then it exits 143 with one line)."""
     damage(root)

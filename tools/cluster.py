@@ -11,7 +11,10 @@ import contextlib
 import dataclasses
 import logging
 import os
+import signal
+import socket
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
@@ -62,6 +65,8 @@ def start(jobs: int | None, log: Path) -> list[Node]:
     # user's main work (a cluster's nodes set it with `ray start`).
     os.environ.setdefault("RAY_worker_niceness", "0")
     address = os.environ.get(ADDRESS_VAR)
+    if address:
+        reachable(address)
     import ray
 
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -70,8 +75,9 @@ def start(jobs: int | None, log: Path) -> list[Node]:
         "logs in <its --temp-dir, default /tmp/ray>/session_latest/logs\n"
     )
     quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
+    stop = signal.getsignal(signal.SIGTERM)  # `ray.init` puts its own in: ours stays
     try:
-        with stderr_to(log):
+        with stderr_to(log), _keeping(signal.SIGTERM, stop):
             if address:
                 ray.init(address=address, **quiet)
             else:
@@ -97,6 +103,48 @@ def start(jobs: int | None, log: Path) -> list[Node]:
     log_to(log)
     ray.cloudpickle.register_pickle_by_value(remote)
     return nodes()
+
+
+CONNECT_SECONDS = 10.0  # how long a cluster's address may take to answer before Ray joins it
+
+
+def reachable(address: str) -> None:
+    """Check that the cluster address `address` (`host:port`, as RAY_ADDRESS takes it) answers
+    a TCP connection within `CONNECT_SECONDS`: `ray.init` retries an unreachable one for
+    minutes without a word. Other forms Ray takes (`auto`, `local`, `ray://...`) are left to
+    Ray.
+
+    :raises ClusterError: in one line naming the address and why.
+    """
+    if address in ("auto", "local") or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    spaced = any(c.isspace() for c in host)
+    if not host or spaced or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ClusterError(
+            f"{ADDRESS_VAR}={address!r}: expected HOST:PORT of a Ray cluster's head (e.g. "
+            "10.0.0.5:6379), `auto`, or nothing for a local instance"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as err:
+        why = err.strerror or str(err) or type(err).__name__
+        raise ClusterError(
+            f"{ADDRESS_VAR}={address}: cannot reach that Ray cluster's head ({why}, within "
+            f"{CONNECT_SECONDS:g} s); start it (ray start --head), fix the address, or unset "
+            f"{ADDRESS_VAR} to run here"
+        ) from None
+
+
+@contextlib.contextmanager
+def _keeping(signum: int, handler: Any) -> Iterator[None]:
+    """Put `handler` back for signal `signum` on the way out (in the main thread only: Python
+    sets signal handlers there)."""
+    try:
+        yield
+    finally:
+        if threading.current_thread() is threading.main_thread() and handler is not None:
+            signal.signal(signum, handler)
 
 
 @contextlib.contextmanager

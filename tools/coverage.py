@@ -20,6 +20,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import stats as scipy_stats
 
+from rlrepro import console
 from rlrepro.results.stats import bootstrap_interval, improvement, iqm, t_interval
 
 Interval = Callable[[np.random.Generator, int, int, float], bool]
@@ -80,4 +81,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console.run(main))

@@ -46,6 +46,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
+from rlrepro import console
+
 MAX_SAMPLE_NUMEL = 50_000
 # The call numbers (1-based) of each overload whose inputs are kept.
 KEPT_CALLS = frozenset({1, 2, 10, 100, 1000})
@@ -628,4 +630,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console.run(main))

@@ -201,9 +201,12 @@ class Pipeline:
 
         logging.getLogger("dvc").setLevel(logging.WARNING)  # not its "Updating lock file" lines
         self._exit = ExitStack()
-        self.repo = self._exit.enter_context(Repo())
         try:
+            self.repo = self._exit.enter_context(Repo())
             self._exit.enter_context(lock_repo(self.repo))
+            self.root = Path(self.repo.root_dir)
+            graph = get_active_graph(self.repo.index.graph)
+            plan = plan_repro(graph, collect_stages(self.repo, targets or ["dvc.yaml"]))
         except LockError:
             self._exit.close()
             raise UserError(
@@ -211,9 +214,9 @@ class Pipeline:
                 "`make repro` still running?); wait for it to end, or give every pipeline to "
                 "one run: python -m tools.run dvc.yaml studies/<name>/dvc.yaml"
             ) from None
-        self.root = Path(self.repo.root_dir)
-        graph = get_active_graph(self.repo.index.graph)
-        plan = plan_repro(graph, collect_stages(self.repo, targets or ["dvc.yaml"]))
+        except BaseException:  # DVC's error for a bad target or file: the lock released first
+            self._exit.close()
+            raise
         names = {stage.addressing for stage in plan}
         self._stages = {stage.addressing: stage for stage in plan}
         self._work: dict[str, float] = {}

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from rlrepro import console
 from tools.pipeline import missing, no_remote
 
 
@@ -32,4 +33,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console.run(main))

@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from rlrepro import console
-from rlrepro.core import params
+from rlrepro.core import layout, params
 from rlrepro.core.errors import ParamsError, StoppedError, UserError
-from rlrepro.core.files import write_bytes
+from rlrepro.core.files import WRITE_ERRORS, write_bytes
 from tools import cluster, remote
 from tools.cluster import Node
 from tools.pipeline import InputsChangedError, Pipeline, Step, files, no_remote, ready, to_run
@@ -459,7 +459,8 @@ def _inside(path: str, outs: Iterable[str]) -> bool:
 
 def check_params(targets: list[str], experiments: bool = False) -> None:
     """Check each target pipeline's params.yaml: what DVC itself reads to expand the stages
-    (`seeds`, the experiments' names; DVC's own error for `seeds: abc` names no key), and with
+    (`seeds`, the experiments' names; DVC's own error for `seeds: abc` names no key; a name
+    that is not `layout.check_name`'s would reach the stages' shell commands), and with
     `experiments` every experiment as its train stage will (`training.check`: algorithm, action
     space, hyperparameters; it imports SB3, so only when a stage is to run), so that a mistake
     in the last experiment stops the run before the first one trains.
@@ -473,6 +474,8 @@ def check_params(targets: list[str], experiments: bool = False) -> None:
         try:
             params.seeds(raw)
             names = params.section_names(raw, "experiments")
+            for name in names:  # before DVC puts it in a stage's shell command
+                layout.check_name(name)
             if experiments:
                 from rlrepro import training
 
@@ -482,20 +485,55 @@ def check_params(targets: list[str], experiments: bool = False) -> None:
             raise ParamsError(f"{file}: {err}") from None
 
 
+def dvc_message(err: BaseException) -> str:
+    """DVC's error `err` in one line, as plain `dvc` prints it: its message and those of its
+    causes joined by ": " (DVC's multi-line messages on one line)."""
+    parts: list[str] = []
+    cause: BaseException | None = err
+    while cause is not None and len(parts) < 5:
+        text = console.one_line(str(cause), limit=None)
+        if text and text not in parts:
+            parts.append(text)
+        cause = cause.__cause__
+    return console.one_line(": ".join(parts) or type(err).__name__, limit=400)
+
+
 def run(targets: list[str], jobs: int | None, isolate: bool, rerun: bool = False) -> int:
     """Check this machine, then run the stale stages of `targets` (with `rerun`, each of them:
-    nothing taken from DVC's remote or run-cache). :return: the exit code."""
+    nothing taken from DVC's remote or run-cache). :return: the exit code.
+
+    :raises RunError: DVC's own errors (a bad target, dvc.yaml or dvc.lock, a read-only
+        repository...), in one line as plain `dvc` prints them.
+    """
+    from dvc.exceptions import DvcException
+
+    try:
+        return _run_checked(targets, jobs, isolate, rerun)
+    except DvcException as err:
+        raise RunError(f"dvc: {dvc_message(err)}") from err
+    except OSError as err:  # DVC's lock or cache, our scratch files: where plain `dvc` says
+        if err.errno not in WRITE_ERRORS:  # "unexpected error - [Errno 30] ..."
+            raise
+        raise RunError(
+            f"{err.filename or 'the repository'}: cannot write it ({err.strerror}); `make "
+            "repro` writes DVC's lock, cache and outputs: free space or fix the permissions"
+        ) from err
+
+
+def _run_checked(targets: list[str], jobs: int | None, isolate: bool, rerun: bool) -> int:
     check_params(targets)
     with Pipeline(targets) as pipe:
         recorder = Recorder(pipe, pipe.steps)
         try:
             return _run(pipe, recorder, jobs, isolate, targets, rerun)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, StoppedError) as err:  # Ctrl-C; SIGTERM (`console.run`)
             recorder.flush()
+            signum = err.exit_code - 128 if isinstance(err, StoppedError) else signal.SIGINT
             raise StoppedError(
-                f"interrupted (SIGINT): {len(recorder.recorded)} finished stages are recorded in "
-                "dvc.lock, the running ones were stopped; rerun `make repro` to run the rest",
-                signal.SIGINT,
+                f"stopped by {signal.Signals(signum).name}: {len(recorder.recorded)} finished "
+                "stages are recorded in dvc.lock, the running ones were stopped; rerun `make "
+                "repro` to run the rest",
+                signum,
             ) from None
         finally:
             recorder.flush()
@@ -584,4 +622,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console.run(main))

@@ -37,6 +37,7 @@ from typing import NamedTuple
 import yaml
 from scipy.stats import mannwhitneyu
 
+from rlrepro import console
 from rlrepro.core import layout, params
 from rlrepro.core.errors import UserError
 from rlrepro.machine import ALLOW_PHYSICS_VAR
@@ -436,4 +437,4 @@ def _reader(root: Path) -> Callable[[str], str | None]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console.run(main))

@@ -24,7 +24,7 @@ def _umask() -> int:
 
 
 # What the system says when an output cannot be written: the user's to fix, not a bug.
-_WRITE_ERRORS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EDQUOT}
+WRITE_ERRORS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EDQUOT}
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -45,7 +45,7 @@ def writing(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as err:
-        if err.errno not in _WRITE_ERRORS:
+        if err.errno not in WRITE_ERRORS:
             raise
         raise StageError(
             f"{path}: cannot write it ({err.strerror}); free space or fix the folder's "

@@ -4,9 +4,11 @@ Stages get their folders from `dvc.yaml` (the only other place a path is written
 module for the file of a run inside them; tools and benchmarks ask it for the pipeline's folders.
 """
 
+import os
+import re
 from pathlib import Path
 
-from rlrepro.core.errors import StageError
+from rlrepro.core.errors import ParamsError, StageError
 
 # A pipeline's folders, relative to its dvc.yaml (as dvc.yaml writes them).
 MODELS = Path("models")
@@ -19,19 +21,73 @@ VIDEOS = Path("reports/videos")  # pixels: untracked
 REFERENCES = Path("references/physics.json")  # relative to the code's root
 
 
+# A name that becomes part of a file name (an experiment's): these characters, at most this long.
+# Nothing a shell or a path interprets: no `/`, no `$`, no space, no leading `.` or `-`.
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+MAX_NAME = 100
+NAME_RULE = f"1 to {MAX_NAME} ASCII letters, digits, '_', '-' or '.' (not first), e.g. cartpole-ppo"
+
+
+def check_name(name: str) -> str:
+    """`name` (an experiment's), checked to be safe as part of a file name and in a shell
+    command: `NAME`, at most `MAX_NAME` characters.
+
+    :raises ParamsError: naming the experiment and what is accepted.
+    """
+    if not isinstance(name, str) or len(name) > MAX_NAME or not NAME.fullmatch(name):
+        raise ParamsError(
+            f"experiments: the name {shown(name)} is not accepted: expected {NAME_RULE}"
+        )
+    return name
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """`value`'s repr, cut to `limit` characters (with its length) for a one-line message."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f", {len(value)} characters" if isinstance(value, str) else ""
+    return f"{text[: limit - 3]}...{size}"
+
+
+def inside(folder: Path, name: str) -> Path:
+    """`folder / name`, checked to stay inside `folder` once `..` and absolute parts are
+    resolved (lexically: a symlink DVC made for a cached output, `cache.type: symlink`,
+    may point into `.dvc/cache` and is allowed).
+
+    :raises StageError: naming the path and the folder.
+    """
+    path = folder / name
+    base = Path(os.path.normpath(folder))
+    if Path(os.path.normpath(path)).parent != base or name in ("", ".", ".."):
+        raise StageError(f"{shown(str(path), 80)}: not a file directly in {base}; refused")
+    return path
+
+
 def run_name(exp: str, seed: int) -> str:
-    """The name of experiment `exp` trained with `seed`: `<exp>-<seed>`."""
-    return f"{exp}-{seed}"
+    """The name of experiment `exp` trained with `seed`: `<exp>-<seed>`.
+
+    :raises ParamsError: for a name `check_name` refuses.
+    """
+    return f"{check_name(exp)}-{seed}"
 
 
 def run_file(folder: Path, exp: str, seed: int, suffix: str) -> Path:
-    """The file of run (`exp`, `seed`) in `folder`, e.g. `data/eval/cartpole-ppo-0.csv`."""
-    return folder / f"{run_name(exp, seed)}{suffix}"
+    """The file of run (`exp`, `seed`) in `folder`, e.g. `data/eval/cartpole-ppo-0.csv`.
+
+    :raises ParamsError: for a name `check_name` refuses; :raises StageError: for a path that
+        would leave `folder` (`inside`).
+    """
+    return inside(folder, f"{run_name(exp, seed)}{suffix}")
 
 
 def experiment_file(folder: Path, exp: str, suffix: str) -> Path:
-    """The file of experiment `exp` (all its seeds) in `folder`, e.g. `reports/curves/x.csv`."""
-    return folder / f"{exp}{suffix}"
+    """The file of experiment `exp` (all its seeds) in `folder`, e.g. `reports/curves/x.csv`.
+
+    :raises ParamsError: for a name `check_name` refuses; :raises StageError: for a path that
+        would leave `folder` (`inside`).
+    """
+    return inside(folder, f"{check_name(exp)}{suffix}")
 
 
 def require(files: list[Path], what: str) -> list[Path]:

@@ -5,7 +5,9 @@ A snapshot is one pickle of everything the rest of the run depends on: the agent
 optimizers, rollout or replay buffer, counters, schedule progress), every env with its full
 state, `VecNormalize` with its running `returns`, the recording so far, and the global RNGs of
 Python, numpy and torch. It is written every `resume.every` env steps, at the top of the
-training loop (between an update and the next rollout), and when SIGTERM or SIGINT arrives.
+training loop (between an update and the next rollout), and at the next top after SIGTERM or
+SIGINT when it comes within `GRACE_SECONDS` (`stop_on_signals`; else the run stops without one:
+the last snapshot stays whole).
 
 Pickle needs help in four places, given by `_Pickler`:
 - A Gymnasium MuJoCo env pickles as its constructor's arguments (`EzPickle`), which would lose
@@ -26,6 +28,7 @@ Written atomically (a temporary file, fsync, rename), it is either whole or abse
 finishes removes it.
 """
 
+import dataclasses
 import hashlib
 import inspect
 import io
@@ -57,32 +60,89 @@ _MUJOCO_ENV = "gymnasium.envs.mujoco.mujoco_env"
 _MUJOCO_ATTRS = ("model", "data", "mujoco_renderer")
 
 
-_stop_signal: int | None = None
+GRACE_SECONDS = 5.0  # after a stop signal, how long a training with snapshots waits for its top
+
+
+@dataclasses.dataclass
+class _Stop:
+    """What the stop-signal handlers know: the signal that arrived, whether a snapshot is wanted
+    at the next top of the training loop (`resume`), whether one is being written, and what to
+    name in the one-line message."""
+
+    signum: int | None = None
+    waits: bool = False
+    saving: bool = False
+    label: str = "training"
+    snapshot: Path | None = None
+
+
+_stop = _Stop()
+
+
+def _stopped(signum: int, why: str) -> StoppedError:
+    """The `StoppedError` of a training stopped by `signum` without a new snapshot: `why`
+    says where; the message says what a rerun does."""
+    name = signal.Signals(signum).name
+    if _stop.snapshot is None:
+        after = "nothing was written (params have no `resume` section): a rerun starts over"
+    elif _stop.snapshot.is_file():
+        after = f"the last snapshot {_stop.snapshot} stays: rerun `dvc repro` to resume from it"
+    else:
+        after = "no snapshot was due yet: a rerun starts over"
+    where = f" {why}" if why else ""
+    return StoppedError(f"{_stop.label}: stopped by {name}{where}; {after}", signum)
 # A snapshot's first line: the run's key and the body's sha256, in hex, and a space and a newline.
 _HEADER_LIMIT = 64 + 1 + 64 + 1
 
 
 def _on_signal(signum: int, _frame: object) -> None:
-    """Note the signal; the training loop writes a snapshot and stops at its next top. A second
-    signal is not waited for: the default action is restored for it."""
-    global _stop_signal
-    _stop_signal = signum
+    """A stop signal. With snapshots (`waits`), note it: the training loop writes a snapshot
+    and stops at its next top, or the timer (`GRACE_SECONDS`) stops it without one (a long
+    update). Without, stop here at once: :raises StoppedError: where the signal lands (nothing
+    of the training is on disk to leave half-written). While a snapshot is written the signal is
+    only noted; the snapshot is finished first. A second signal is not waited for: the default
+    action is restored for it."""
+    _stop.signum = signum
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL if sig == signal.SIGTERM else signal.default_int_handler)
+    if _stop.saving:
+        return
+    if not _stop.waits:
+        raise _stopped(signum, "")
+    signal.signal(signal.SIGALRM, _on_grace_over)
+    signal.setitimer(signal.ITIMER_REAL, GRACE_SECONDS)
+
+
+def _on_grace_over(_signum: int, _frame: object) -> None:
+    """The training loop did not reach its top within `GRACE_SECONDS` of the stop signal (an
+    update still running): :raises StoppedError: here, unless a snapshot is being written
+    (then the loop stops right after it)."""
+    if not _stop.saving and _stop.signum is not None:
+        raise _stopped(_stop.signum, f"in the middle of an update ({GRACE_SECONDS:g} s later)")
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """While inside, SIGTERM and SIGINT (Slurm's pre-emption, `dvc queue kill`, Ctrl-C) ask the
-    training to snapshot and stop instead of dying where they land."""
-    global _stop_signal
-    _stop_signal = None
-    before = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+def stop_on_signals(label: str, snapshot: Path | None) -> Iterator[None]:
+    """While inside, SIGTERM and SIGINT (Slurm's pre-emption, `dvc queue kill`, Ctrl-C) stop
+    the training within seconds, as a `StoppedError` (exit 128 + the signal's number): with
+    snapshots at `snapshot`, after writing one at the next top of the training loop (within
+    `GRACE_SECONDS`, else without: the last one stays whole); without (None), at once.
+
+    :param label: the run's name in the message, e.g. "cartpole-ppo seed 0".
+    """
+    global _stop
+    _stop = _Stop(waits=snapshot is not None, label=label, snapshot=snapshot)
+    stops = (signal.SIGTERM, signal.SIGINT)
+    before = {sig: signal.signal(sig, _on_signal) for sig in stops}
+    alarm = signal.getsignal(signal.SIGALRM)
     try:
         yield
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, alarm)
         for sig, handler in before.items():
             signal.signal(sig, handler)
+        _stop = _Stop()
 
 
 def code_digest(stage: str, root: str, pipeline: Path = Path("dvc.yaml")) -> str:
@@ -173,12 +233,13 @@ class Snapshots:
     def at_top(self, step: int, state: Callable[[], dict[str, Any]]) -> None:
         """The training loop is at its top at env step `step`: write `state()` when a snapshot
         is due, or a stop was asked for (then :raises StoppedError:)."""
-        stop = _stop_signal
-        if step < self._next and stop is None:
+        if step < self._next and _stop.signum is None:
             return
         self.save(step, state())
         self._next = (step // self.every + 1) * self.every
+        stop = _stop.signum  # also one that arrived while the snapshot was written
         if stop is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
             name = signal.Signals(stop).name
             raise StoppedError(
                 f"{self.label}: stopped by {name} at step {step:,}; snapshot {self.path} "
@@ -200,6 +261,7 @@ class Snapshots:
         body = buffer.getvalue()
         header = f"{self.key} {hashlib.sha256(body).hexdigest()}\n".encode()
         temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        _stop.saving = True  # a stop signal meanwhile waits for the rename
         try:
             with writing(self.path):  # a full disk: one line, the last snapshot stays whole
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -213,6 +275,7 @@ class Snapshots:
                     os.fsync(file.fileno())
                 temporary.replace(self.path)
         finally:
+            _stop.saving = False
             temporary.unlink(missing_ok=True)
 
     def remove(self) -> None:
