@@ -42,10 +42,10 @@ def evaluate(raw: dict[str, Any], paths: Paths) -> list[Episode]:
         raise StageError(f"{paths.model}: no such checkpoint; run `dvc repro` to train it")
     numerics.configure_torch(pins.torch_threads)
     numerics.seed_everything(settings.seed)
-    env_id = checkpoint.read_meta(paths.model)["env"]
-    envs = [gym.make(env_id) for _ in range(settings.episodes)]
+    loaded = checkpoint.load(paths.model)
+    envs = [gym.make(loaded.meta["env"]) for _ in range(settings.episodes)]
     try:
-        act = load_actor(paths.model, envs[0])
+        act = load_actor(loaded, envs[0])
         episodes = rollout(envs, act, settings.episodes, settings.seed)
     finally:
         for env in envs:

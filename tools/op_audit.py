@@ -225,7 +225,8 @@ def _reinforce_run(episodes: int = 3, hidden: tuple[int, ...] = (8, 8)) -> dict[
     description, entries = reinforce.train(
         exp, "audit", 0, Recording(exp.env, None, 1), lambda _: None
     )
-    policy = load_gaussian(entries[GAUSSIAN_ENTRY], description)
+    weights = torch.load(io.BytesIO(entries[GAUSSIAN_ENTRY]), weights_only=True)
+    policy = load_gaussian(weights, description)
     env = gym.make(exp.env)
     act = mean_actor(policy, env)
     obs, _ = env.reset(seed=1)

@@ -36,10 +36,11 @@ LIVE_HELP = (
 )
 
 
-def frames(model: Path, evaluation_seed: int, max_frames: int, live: bool) -> list[Any]:
+def frames(
+    model: checkpoint.Checkpoint, evaluation_seed: int, max_frames: int, live: bool
+) -> list[Any]:
     """Play checkpoint `model`'s first evaluation episode; :return: its RGB frames (none live)."""
-    env_id = checkpoint.read_meta(model)["env"]
-    env = gym.make(env_id, render_mode="human" if live else "rgb_array")
+    env = gym.make(model.meta["env"], render_mode="human" if live else "rgb_array")
     shots: list[Any] = []
 
     def watch(watched: gym.Env[Any, Any]) -> bool:
@@ -86,8 +87,11 @@ def main(argv: list[str] | None = None) -> int:
                 model = layout.run_file(args.models, name, seed, ".zip")
                 if not model.is_file():
                     raise UserError(f"{model}: no such checkpoint; run `make repro` first")
+                loaded = checkpoint.load(model)
                 try:
-                    shots = frames(model, evaluation.seed, args.max_frames, args.live)
+                    shots = frames(loaded, evaluation.seed, args.max_frames, args.live)
+                except UserError:  # a checkpoint whose weights do not fit it, not a renderer
+                    raise
                 except Exception as err:  # the renderers raise many kinds; name them all alike
                     why = (str(err).splitlines() or [type(err).__name__])[0]
                     help_text = LIVE_HELP if args.live else RENDER_HELP

@@ -4,45 +4,43 @@ This package is what the `evaluate` stage needs and nothing more: `load_actor` r
 deterministic policy of a checkpoint. Training (`rlrepro.training`) builds on it.
 """
 
-import io
 import json
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import torch
 
 from rlrepro.agents import algorithms, checkpoint, networks, normalize
 from rlrepro.agents.rollout import Actor
+from rlrepro.core.errors import CheckpointError
 
 
-def load_actor(path: Path, env: gym.Env[Any, Any]) -> Actor:
-    """The deterministic policy saved in checkpoint `path` (argmax, or the Gaussian mean), on raw
-    observations of `env`: SB3 agents trained with `VecNormalize` normalise them as in training.
-    Nothing in the checkpoint is unpickled: an SB3 agent's actor is rebuilt from its policy's
-    weights (`torch.load(weights_only=True)`; `algorithms.policy_actor`), or, for what that does
-    not cover, loaded by `algorithms.safe_load`.
+def load_actor(source: Path | checkpoint.Checkpoint, env: gym.Env[Any, Any]) -> Actor:
+    """The deterministic policy saved in checkpoint `source` (a path, or one already `load`ed)
+    (argmax, or the Gaussian mean), on raw observations of `env`: SB3 agents trained with
+    `VecNormalize` normalise them as in training. Nothing in the checkpoint is unpickled, and
+    nothing beyond its bounds is read (`checkpoint.load`): an SB3 agent's actor is rebuilt from
+    its policy's weights (`checkpoint.weights`; `algorithms.policy_actor`), or, for what that
+    does not cover, loaded by `algorithms.safe_load`.
 
-    :raises CheckpointError: when `path` is not a checkpoint this code reads.
+    :raises CheckpointError: when `source` is not a checkpoint this code reads, or its weights
+        do not fit its `rlrepro.json` and `env` (`algorithms.mismatch`, `normalize.mismatch`).
     """
-    meta = checkpoint.read_meta(path)
-    entries = checkpoint.read_entries(path)
+    loaded = source if isinstance(source, checkpoint.Checkpoint) else checkpoint.load(source)
+    meta, path = loaded.meta, loaded.path
+    weights = checkpoint.weights(loaded)
+    problem = algorithms.mismatch(meta["algo"], weights, meta["network"], env)
+    stats = loaded.entries.get(normalize.ENTRY)
+    if problem is None and stats is not None:
+        problem = normalize.mismatch(json.loads(stats), env.observation_space.shape)
+    if problem is not None:
+        raise CheckpointError(f"{path}: {problem}; retrain it with `dvc repro`")
     if meta["algo"] == "reinforce":
-        policy = networks.load_gaussian(
-            checkpoint.entry(entries, networks.GAUSSIAN_ENTRY, path), meta["network"]
-        )
-        return networks.mean_actor(policy, env)
-    stats = entries.get(normalize.ENTRY)
+        return networks.mean_actor(networks.load_gaussian(weights, meta["network"]), env)
     normalized = normalize.normalizer(json.loads(stats) if stats else None)
-    weights = torch.load(
-        io.BytesIO(checkpoint.entry(entries, "policy.pth", path)), weights_only=True
-    )
     act = algorithms.policy_actor(
         meta["algo"], weights, meta["network"]["activation"], env, normalized
     )
     if act is not None:
         return act
-    model = algorithms.safe_load(
-        path, meta["algo"], checkpoint.entry(entries, "data", path), env, meta["network"]
-    )
-    return algorithms.sb3_actor(model, normalized)
+    return algorithms.sb3_actor(algorithms.safe_load(loaded, env), normalized)

@@ -8,10 +8,10 @@ usual networks never needs one (`policy_actor`).
 from __future__ import annotations
 
 import importlib
+import io
 import json
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
@@ -19,8 +19,10 @@ import numpy as np
 import torch
 from torch.nn import functional
 
-from rlrepro.agents.networks import activation
+from rlrepro.agents import checkpoint
+from rlrepro.agents.networks import GaussianPolicy, activation
 from rlrepro.agents.rollout import Actor
+from rlrepro.core.errors import CheckpointError
 from rlrepro.core.params import SB3_ALGORITHMS
 
 if TYPE_CHECKING:
@@ -75,22 +77,22 @@ def _policy_kwargs(saved: dict[str, Any], network: dict[str, Any]) -> dict[str, 
     }
 
 
-def safe_load(
-    path: Path, algo: str, data: bytes, env: gym.Env[Any, Any], network: dict[str, Any]
-) -> BaseAlgorithm:
-    """SB3 agent `algo` from checkpoint `path`, for acting only, without unpickling anything.
+def safe_load(loaded: checkpoint.Checkpoint, env: gym.Env[Any, Any]) -> BaseAlgorithm:
+    """The SB3 agent of checkpoint `loaded`, for acting only, without unpickling anything.
 
     SB3's `load` unpickles (cloudpickle) every `:serialized:` field of the checkpoint's `data`
     entry: code that runs on load. Here each one is replaced (SB3's `custom_objects`) by what
     this project knows without it: the spaces of `env`, the policy class and `network`
     (`{hidden, activation}`, from the checkpoint's own `rlrepro.json`), and inert values for the
     rest (schedules, buffers, noise: training state that acting never reads). The weights are
-    read with `torch.load(weights_only=True)`, as SB3 does.
+    read with `torch.load(weights_only=True)`, as SB3 does. SB3 reads the entries `loaded`
+    holds, already checked and bounded (`checkpoint.load`), not the file again.
 
-    :param data: the checkpoint's `data` entry (JSON).
+    :raises CheckpointError: when SB3 cannot load them (weights that do not fit `env`).
     """
-    cls = sb3_class(algo)
-    fields = json.loads(data)
+    cls = sb3_class(loaded.meta["algo"])
+    network = loaded.meta["network"]
+    fields = json.loads(checkpoint.entry(loaded.entries, "data", loaded.path))
     replaced: dict[str, Any] = {
         key: None
         for key, value in fields.items()
@@ -109,7 +111,14 @@ def safe_load(
             replaced[key] = _constant
     if "train_freq" in replaced:  # off-policy algorithms check it when they set up
         replaced["train_freq"] = 1
-    return cls.load(path, device="cpu", custom_objects=replaced)
+    zipped = io.BytesIO(checkpoint.canonical_zip(loaded.entries))
+    try:
+        return cls.load(zipped, device="cpu", custom_objects=replaced)
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:  # SB3's and torch's checks
+        why = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise CheckpointError(
+            f"{loaded.path}: SB3 cannot load it ({why}); retrain it with `dvc repro`"
+        ) from None
 
 
 def sb3_actor(model: BaseAlgorithm, normalize: Callable[[np.ndarray], np.ndarray]) -> Actor:
@@ -133,14 +142,24 @@ _ACTOR_LAYERS: dict[str, tuple[str, str | None]] = {
     "td3": ("actor.mu.", None),
     "ddpg": ("actor.mu.", None),
 }
+# The modules at the top of each algorithm's policy state dict (besides a Gaussian's `log_std`).
+_ON_POLICY = frozenset({"mlp_extractor", "action_net", "value_net"})
+_TWIN_ACTORS = frozenset({"actor", "actor_target", "critic", "critic_target"})
+_MODULES: dict[str, frozenset[str]] = {
+    "ppo": _ON_POLICY,
+    "a2c": _ON_POLICY,
+    "dqn": frozenset({"q_net", "q_net_target"}),
+    "sac": frozenset({"actor", "critic", "critic_target"}),
+    "td3": _TWIN_ACTORS,
+    "ddpg": _TWIN_ACTORS,
+    "reinforce": frozenset({"shared", "mean", "std"}),
+}
 
 
-def _linear_layers(
-    algo: str, weights: dict[str, torch.Tensor]
-) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
-    """The (weight, bias) of each linear layer of `algo`'s actor in SB3 policy state dict
-    `weights`, input side first; None when it holds the actor in another layout (SAC with gSDE
-    clips its mean in an `actor.mu` Sequential)."""
+def _layer_names(algo: str, weights: dict[str, torch.Tensor]) -> list[str] | None:
+    """The names of the linear layers of `algo`'s actor in policy state dict `weights`, input
+    side first (each has `.weight` and `.bias`); None when it holds the actor in another layout
+    (SAC with gSDE clips its mean in an `actor.mu` Sequential)."""
     prefix, output = _ACTOR_LAYERS[algo]
     hidden = re.compile(re.escape(prefix) + r"(\d+)\.weight")
     indices = sorted(int(found[1]) for key in weights if (found := hidden.fullmatch(key)))
@@ -149,7 +168,95 @@ def _linear_layers(
         f"{name}.weight" not in weights or f"{name}.bias" not in weights for name in names
     ):
         return None
+    return names
+
+
+def _linear_layers(
+    algo: str, weights: dict[str, torch.Tensor]
+) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+    """The (weight, bias) of each linear layer of `algo`'s actor in SB3 policy state dict
+    `weights`, input side first; None when it holds the actor in another layout."""
+    names = _layer_names(algo, weights)
+    if names is None:
+        return None
     return [(weights[f"{name}.weight"], weights[f"{name}.bias"]) for name in names]
+
+
+def _size(space: gym.Space[Any]) -> int | None:
+    """The values of an observation or action of `space` (a Box's, flat), or a Discrete's
+    choices; None for other spaces."""
+    if isinstance(space, gym.spaces.Box):
+        return int(np.prod(space.shape))
+    return int(space.n) if isinstance(space, gym.spaces.Discrete) else None
+
+
+def _name(env: gym.Env[Any, Any]) -> str:
+    """`env`'s id, for a message."""
+    return env.spec.id if env.spec is not None else str(env)
+
+
+def mismatch(
+    algo: str, weights: dict[str, torch.Tensor], network: dict[str, Any], env: gym.Env[Any, Any]
+) -> str | None:
+    """What of policy state dict `weights` does not fit the checkpoint's `rlrepro.json` (its
+    `algo` and `network`) and `env` (made from its `env`): the modules another algorithm's
+    policy has, or an actor layer of another shape than `env`'s observations, actions and
+    `network.hidden` make. Weights of another env with spaces of the same sizes fit.
+
+    :return: that, in words, or None when everything fits.
+    """
+    name = _name(env)
+    accepted = ACTION_SPACES.get(algo)
+    if accepted is not None and not isinstance(env.action_space, accepted):
+        found = type(env.action_space).__name__
+        return f"{algo} takes {accepted.__name__} actions, {name} has {found} actions"
+    modules = {key.split(".")[0] for key in weights} - {"log_std"}  # a Gaussian's, in any
+    if modules != _MODULES[algo]:
+        owners = " or ".join(sorted(a for a, known in _MODULES.items() if known == modules))
+        return (
+            f"`policy.pth` holds modules {', '.join(sorted(modules))}, "
+            f"{owners or 'no algorithm'}'s, not {algo}'s"
+        )
+    if algo == "reinforce":
+        expected = GaussianPolicy(
+            int(network["obs_dim"]),
+            int(network["act_dim"]),
+            tuple(network["hidden"]),
+            str(network["activation"]),
+            float(network["std_eps"]),
+        ).state_dict()
+        sizes = (network["obs_dim"], network["act_dim"])
+        if sizes != (_size(env.observation_space), _size(env.action_space)):
+            return f"network.obs_dim and act_dim are {sizes}, {name}'s spaces are not"
+        for key, tensor in expected.items():
+            if key not in weights or weights[key].shape != tensor.shape:
+                got = tuple(weights[key].shape) if key in weights else "missing"
+                return f"`policy.pth`'s `{key}` is {got}, the network needs {tuple(tensor.shape)}"
+        return None
+    return _chain_mismatch(algo, weights, network, env)
+
+
+def _chain_mismatch(
+    algo: str, weights: dict[str, torch.Tensor], network: dict[str, Any], env: gym.Env[Any, Any]
+) -> str | None:
+    """`mismatch` of an SB3 actor whose layers `_layer_names` finds: each layer's shape."""
+    names = _layer_names(algo, weights)
+    obs, act = _size(env.observation_space), _size(env.action_space)
+    if names is None or obs is None or act is None:
+        return None  # not rebuilt here: SB3's load checks the shapes (`safe_load`)
+    hidden = list(network["hidden"])
+    sizes = [obs, *hidden, act]
+    if len(names) != len(sizes) - 1:
+        return f"`policy.pth`'s actor has {len(names) - 1} hidden layers, network.hidden {hidden}"
+    for layer, n_in, n_out in zip(names, sizes, sizes[1:], strict=False):
+        weight, bias = weights[f"{layer}.weight"], weights[f"{layer}.bias"]
+        if weight.shape != (n_out, n_in) or bias.shape != (n_out,):
+            return (
+                f"`policy.pth`'s `{layer}.weight` is {tuple(weight.shape)}, not ({n_out}, {n_in}) "
+                f"as {_name(env)}'s {obs} observation values, {act} actions and network.hidden "
+                f"{hidden} make"
+            )
+    return None
 
 
 def policy_actor(

@@ -1,6 +1,5 @@
 """Policy networks: layers from params, and REINFORCE's Gaussian policy with its mean actor."""
 
-import io
 import itertools
 from typing import Any
 
@@ -76,9 +75,9 @@ class GaussianPolicy(nn.Module):
         return mean, functional.softplus(std) + self.std_eps
 
 
-def load_gaussian(weights: bytes, description: dict[str, Any]) -> GaussianPolicy:
+def load_gaussian(weights: dict[str, torch.Tensor], description: dict[str, Any]) -> GaussianPolicy:
     """The `GaussianPolicy` of `description` (its `.description`, saved in the checkpoint's meta)
-    with `weights` (a `torch.save`d state dict, read with `weights_only=True`)."""
+    with state dict `weights` (`checkpoint.weights`)."""
     policy = GaussianPolicy(
         int(description["obs_dim"]),
         int(description["act_dim"]),
@@ -86,7 +85,7 @@ def load_gaussian(weights: bytes, description: dict[str, Any]) -> GaussianPolicy
         str(description["activation"]),
         float(description["std_eps"]),
     )
-    policy.load_state_dict(torch.load(io.BytesIO(weights), weights_only=True))
+    policy.load_state_dict(weights)
     return policy.eval()
 
 

@@ -55,3 +55,26 @@ def normalizer(stats: dict[str, Any] | None) -> Callable[[np.ndarray], np.ndarra
     mean, var = np.asarray(stats["obs_mean"]), np.asarray(stats["obs_var"])
     scale, clip = np.sqrt(var + stats["epsilon"]), stats["clip_obs"]
     return lambda obs: np.clip((obs - mean) / scale, -clip, clip).astype(np.float32)
+
+
+def mismatch(stats: Any, shape: tuple[int, ...] | None) -> str | None:
+    """What of saved statistics `stats` (`stats_json`, parsed) cannot normalise observations of
+    `shape`: a missing or malformed value, statistics of another shape, a negative variance.
+
+    :return: that, in words, or None when they can (or do not normalise observations).
+    """
+    if not isinstance(stats, dict) or not isinstance(stats.get("norm_obs"), bool):
+        return f"`{ENTRY}` says not whether it normalises observations (`norm_obs`)"
+    if not stats["norm_obs"]:
+        return None
+    try:
+        mean, var = np.asarray(stats["obs_mean"], float), np.asarray(stats["obs_var"], float)
+        epsilon, clip = float(stats["epsilon"]), float(stats["clip_obs"])
+    except (KeyError, TypeError, ValueError) as err:
+        return f"`{ENTRY}` has no readable statistics ({type(err).__name__}: {err})"
+    if mean.shape != shape or var.shape != shape:
+        return f"`{ENTRY}` holds statistics of shape {mean.shape}, the observations have {shape}"
+    finite = np.isfinite(mean).all() and np.isfinite(var).all() and np.isfinite(clip)
+    if not finite or (var < 0).any() or not epsilon > 0 or not clip > 0:
+        return f"`{ENTRY}` holds a value out of range (not finite, or a variance below 0)"
+    return None
