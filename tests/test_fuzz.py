@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,19 @@ def _settings(target: str, slow: bool) -> settings:
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
         print_blob=True,
     )
+
+
+TALLY: Counter[str] = Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tally() -> Iterator[None]:
+    """After the module: how the examples ended, per stage (shown with `pytest -s`)."""
+    began = time.monotonic()
+    yield
+    print(f"\nfuzzer: {sum(TALLY.values())} examples in {time.monotonic() - began:.0f} s")
+    for key, count in sorted(TALLY.items()):
+        print(f"  {key}: {count}")
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +139,7 @@ def _run(root: Path, stage: str, damage: Callable[[Path], object]) -> Outcome:
     finally:
         os.environ.pop(faults.VARIABLE, None)
     event(f"{stage}: exit {outcome.code}")
+    TALLY[f"{stage}: exit {outcome.code}"] += 1
     assert time.monotonic() - began < DEADLINE
     if outcome.code == 128 + signal.SIGTERM and stage == "train":
         outcome = Outcome(2, outcome.stderr)  # stopped as asked: one line, a snapshot written
