@@ -11,7 +11,9 @@ import pytest
 from rlrepro.core import readers
 from rlrepro.core.errors import StageError
 from rlrepro.results import EVAL_COLUMNS, STATS_SHAPE
+from rlrepro.training.trace import TRACE_HEADER
 from tests.stage_files import files, make_project, run_stage
+from tools.verify import episode_parting, trace_parting
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +200,18 @@ def test_json_shapes_name_the_key(tmp_path: Path) -> None:
     stats.write_text('{"runs": 2, "extra": {"x": [1, -1e999]}}')
     with pytest.raises(StageError, match=r"`extra.x.1` is -inf, expected a finite number"):
         readers.read_json(stats, "statistics JSON", {"runs": int})
+
+
+def test_verify_names_a_damaged_trace_or_evaluation_instead_of_failing(tmp_path: Path) -> None:
+    header = ",".join(TRACE_HEADER)
+    rerun = tmp_path / "trace.csv"
+    rerun.write_text(f"{header}\n0,0,aa,bb\n")
+    damaged = f"{header}\n0,0,aa,bb\n1,12"
+    assert trace_parting(damaged, rerun) == (
+        f"traces cannot be compared: not a training trace: line 3 is not `{header}`"
+    )
+    episodes = tmp_path / "eval.csv"
+    episodes.write_bytes(b"episode,episode_return,episode_length\n0,\xff\n")
+    assert (episode_parting("x", episodes) or "").startswith(
+        f"episodes cannot be compared: {episodes}: not UTF-8 text"
+    )

@@ -91,6 +91,8 @@ def _stopped(signum: int, why: str) -> StoppedError:
         after = "no snapshot was due yet: a rerun starts over"
     where = f" {why}" if why else ""
     return StoppedError(f"{_stop.label}: stopped by {name}{where}; {after}", signum)
+
+
 # A snapshot's first line: the run's key and the body's sha256, in hex, and a space and a newline.
 _HEADER_LIMIT = 64 + 1 + 64 + 1
 
