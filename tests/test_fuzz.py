@@ -42,10 +42,10 @@ EXAMPLES = {
     "metrics": (30, 600),
     "plot": (10, 200),
     "report": (30, 600),
-    "env_check": (6, 100),
-    "train": (4, 60),
-    "evaluate": (6, 150),
-    "params": (25, 500),
+    "env_check": (6, 60),
+    "train": (4, 40),
+    "evaluate": (6, 100),
+    "params": (25, 300),
 }
 DEADLINE = 60  # seconds per example: a hang fails the example
 STOP_AT = 1024  # env steps after which a training is stopped (SIGTERM): a long budget is valid
