@@ -174,7 +174,7 @@ def run_stage(root: Path, name: str, deadline: int = 60) -> Outcome:
 def make_project(root: Path) -> Path:
     """Project `root` with every stage run once on `params_data()`, and a snapshot of
     cartpole-ppo seed 0 stopped at step 128 (`snapshots/`); :return: `root`."""
-    root.mkdir(parents=True, exist_ok=True)
+    (root / ".dvc").mkdir(parents=True, exist_ok=True)  # a DVC project: its scratch is in it
     write_params(root / "params.yaml", params_data())
     for name in ("requirements.txt", "dvc.yaml", "references/physics.json"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)

@@ -143,12 +143,20 @@ def test_a_damaged_curve_csv_is_one_line(copy: Path, text: str, pattern: str) ->
         ('{"runs": NaN}', r"stats/cartpole-ppo.json: NaN where a finite number belongs"),
         ('{"runs": true}', r"stats/cartpole-ppo.json: `runs` is a boolean \(true\), expected an "),
         ("[" * 100_000 + "]" * 100_000, r"stats/cartpole-ppo.json: nested too deeply"),
+        (None, r"stats/cartpole-ppo.json: `return_mean_ci_low` without `return_mean_ci_high`"),
     ],
-    ids=["empty", "truncated", "list", "nan", "bool", "deep"],
+    ids=["empty", "truncated", "list", "nan", "bool", "deep", "half-interval"],
 )
 @pytest.mark.parametrize("stage", ["plot", "report"])
-def test_a_damaged_stats_json_is_one_line(copy: Path, stage: str, text: str, pattern: str) -> None:
-    (copy / "reports/stats/cartpole-ppo.json").write_text(text)
+def test_a_damaged_stats_json_is_one_line(
+    copy: Path, stage: str, text: str | None, pattern: str
+) -> None:
+    """None: the statistics with one end of an interval dropped (found by the fuzzer)."""
+    stats = copy / "reports/stats/cartpole-ppo.json"
+    if text is None:
+        lines = stats.read_text().splitlines(keepends=True)
+        text = "".join(line for line in lines if "return_mean_ci_high" not in line)
+    stats.write_text(text)
     _fails(copy, stage, pattern)
 
 

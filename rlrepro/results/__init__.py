@@ -104,7 +104,24 @@ def read_stats(folder: Path, names: list[str]) -> dict[str, dict[str, Any]]:
     """
     files = [layout.experiment_file(folder, name, ".json") for name in names]
     layout.require(files, "statistics")
-    return {
-        name: read_json(file, "statistics JSON", STATS_SHAPE)
-        for name, file in zip(names, files, strict=True)
-    }
+    stats = {}
+    for name, file in zip(names, files, strict=True):
+        stats[name] = read_json(file, "statistics JSON", STATS_SHAPE)
+        _paired(file, "", stats[name])
+        for other, entry in stats[name].get("improvement_over", {}).items():
+            _paired(file, f"improvement_over.{other}.", entry)
+    return stats
+
+
+def _paired(path: Path, where: str, entry: dict[str, Any]) -> None:
+    """Each interval in `entry` (keys `<x>ci_low`, `<x>ci_high`) whole: both ends or neither.
+
+    :raises StageError: naming the end that is missing.
+    """
+    for key in entry:
+        for end, other in (("ci_low", "ci_high"), ("ci_high", "ci_low")):
+            if key.endswith(end) and key.removesuffix(end) + other not in entry:
+                raise StageError(
+                    f"{path}: `{where}{key}` without `{where}{key.removesuffix(end)}{other}`; "
+                    f"expected both ends of the interval or neither; {REMAKE}"
+                )
