@@ -145,18 +145,18 @@ def report(folder: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the benchmark table of each pipeline folder given (default: `.`)."""
+    """Print the benchmark table of each pipeline folder given (default: `.`).
+
+    :raises UserError: when a folder has no params.yaml, or a file in it is damaged.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="*", type=Path, default=[Path()])
     args = parser.parse_args(argv)
-
-    def work() -> None:
-        for folder in args.folders:
-            if not (folder / "params.yaml").is_file():
-                raise UserError(f"{folder}: no params.yaml; give `.` or a studies/<name> folder")
-            report(folder)
-
-    return console.run(work)
+    for folder in args.folders:
+        if not (folder / "params.yaml").is_file():
+            raise UserError(f"{folder}: no params.yaml; give `.` or a studies/<name> folder")
+        report(folder)
+    return 0
 
 
 if __name__ == "__main__":

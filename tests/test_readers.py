@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import bench
 from rlrepro.core import readers
 from rlrepro.core.errors import StageError
 from rlrepro.results import EVAL_COLUMNS, STATS_SHAPE
@@ -223,3 +224,11 @@ def test_verify_names_a_damaged_trace_or_evaluation_instead_of_failing(tmp_path:
     assert (episode_parting("x", episodes) or "").startswith(
         f"episodes cannot be compared: {episodes}: not UTF-8 text"
     )
+
+
+def test_bench_reads_the_project_and_names_a_damaged_timing(copy: Path) -> None:
+    row = bench.seed_row(copy, "cartpole-ppo", 0, 475.0)
+    assert row["eval_mean"] is not None and row["evaluated"] and row["train_seconds"] is not None
+    (copy / "reports/timing/cartpole-ppo-0.json").write_text('{"steps": "many"}')
+    with pytest.raises(StageError, match=r"cartpole-ppo-0.json: no `experiment`; expected the "):
+        bench.seed_row(copy, "cartpole-ppo", 0, 475.0)
