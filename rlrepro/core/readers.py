@@ -7,7 +7,8 @@ fields, text or a non-finite value where a number belongs, or a row count other 
 expected is refused with one `StageError` line naming the file, what is wrong and what is
 expected; it is never used silently.
 
-CSVs are checked line by line with our own code, then parsed by pandas: pandas alone would fill a
+CSVs are checked line by line with our own code (the pipeline's CSVs hold numbers only, written
+without quoting, so a comma always ends a field), then parsed by pandas: pandas alone would fill a
 short row with NaN, take a partial last line as a row, skip blank lines and turn a column with one
 word in it into strings; and the parse by pandas, of the same text as before, keeps every number
 that the stages compute with, and so every output's bytes, exactly as they were.
@@ -76,7 +77,7 @@ def read_bytes(path: Path, what: str, limit: int, remedy: str = REMAKE) -> bytes
 
 def _too_large(path: Path, what: str, size: int, limit: int) -> str:
     return (
-        f"{path}: {size:,} bytes, more than the {limit // MIB} MiB a {what} may have; "
+        f"{path}: {size:,} bytes, more than the {limit // MIB} MiB {_a(what)} may have; "
         "it is not one this pipeline wrote"
     )
 
@@ -114,7 +115,7 @@ class Column:
 
 @dataclasses.dataclass(frozen=True)
 class Rows:
-    """How many data rows a CSV must have: exactly `exact`, or between `least` and `most`.
+    """How many data rows a CSV must have: exactly `exact`, or at least `least`.
 
     :param why: where the expected count comes from, for the error (e.g. "params
         `evaluate.episodes`").
@@ -123,7 +124,6 @@ class Rows:
 
     exact: int | None = None
     least: int = 1
-    most: int | None = None
     why: str = ""
     none: str = ""
 
@@ -188,13 +188,10 @@ def _check_count(path: Path, what: str, count: int, rows: Rows) -> None:
             f"{path}: {count} row(s), expected {rows.exact}{why}: the file is truncated or "
             f"from other params; {REMAKE}"
         )
-    if count < rows.least or (rows.most is not None and count > rows.most):
-        bound = f"at least {rows.least}"
-        if rows.most is not None:
-            bound = f"{rows.least} to {rows.most}"
+    if count < rows.least:
         raise StageError(
-            f"{path}: {count} row(s), expected {bound}{why}: the file is truncated or from "
-            f"other params; {REMAKE}"
+            f"{path}: {count} row(s), expected at least {rows.least}{why}: the file is truncated "
+            f"or from other params; {REMAKE}"
         )
 
 
