@@ -346,13 +346,16 @@ def params_texts(draw: st.DrawFn) -> bytes:
     data = params_data()
     for _ in range(draw(st.integers(1, 3))):
         kind = draw(st.sampled_from(["value", "rename", "drop", "add", "nest"]))
-        where = draw(st.sampled_from(list(_paths(data))))
+        paths = list(_paths(data))
+        if not paths:
+            break
+        where = draw(st.sampled_from(paths))
         parent = data
         for key in where[:-1]:
             parent = parent[key]
         last = where[-1]
-        if kind == "rename":
-            experiments = data["experiments"]
+        experiments = data.get("experiments")
+        if kind == "rename" and isinstance(experiments, dict) and experiments:
             old = draw(st.sampled_from(sorted(experiments)))
             new = draw(st.sampled_from(NAMES) | st.text(min_size=1, max_size=20))
             experiments[new] = experiments.pop(old)
