@@ -45,7 +45,7 @@ EXAMPLES = {
     "env_check": (6, 60),
     "train": (4, 40),
     "evaluate": (6, 100),
-    "params": (25, 300),
+    "params": (25, 1000),
 }
 DEADLINE = 60  # seconds per example: a hang fails the example
 STOP_AT = 1024  # env steps after which a training is stopped (SIGTERM): a long budget is valid
