@@ -3,8 +3,8 @@
 Every key is declared once, here: its type (the field's annotation), its range and its meaning
 (`key(...)`, the field's metadata); the hyperparameters in `HYPERPARAMS`. The same declarations
 drive the checks, the one-line errors (`ParamsError`: the key, what is accepted, a short
-rendering of what was found) and the keys table of docs/experiments.md (`keys_table`, written by
-`python -m tools.schema_doc`). Each stage reads only the sections it declares in `dvc.yaml`.
+rendering of what was found) and the keys table of docs/experiments.md (`python -m
+tools.schema_doc`). Each stage reads only the sections it declares in `dvc.yaml`.
 
 Why dataclasses with metadata rather than pydantic: the stages, tools and a checkpoint's reader
 import these frozen dataclasses and build them from plain data (`build`); pydantic models would be
@@ -16,14 +16,13 @@ What is refused before any work, beside types and ranges:
 - names (experiments, `root`) that are not safe as a file name, a DVC stage name and a shell
   word (`NAME_RULE`, `ROOT_RULE`);
 - seeds, and every seed a run derives from one (`seed + i`), outside numpy's [0, 2**32);
-- resources over `MEMORY_LIMIT` (a replay or rollout buffer, the networks, the envs built at
-  once) and an update whose gradient steps would outlast `max_days` even at
-  `FASTEST_GRADIENT_STEP` seconds each (`check_resources`, with the env's sizes once known).
+- resources over `resources.MEMORY_LIMIT` (a replay or rollout buffer, the networks, the envs
+  built at once, the bootstrap) and an update whose gradient steps would outlast `max_days`
+  (`rlrepro.core.resources`; with the env's sizes once the env is made: `check_resources`).
 """
 
 import dataclasses
 import difflib
-import itertools
 import math
 import re
 import types
@@ -33,8 +32,9 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rlrepro.core import yamlfile
+from rlrepro.core import resources, yamlfile
 from rlrepro.core.errors import ParamsError
+from rlrepro.core.resources import ENV_BYTES, MEMORY_LIMIT, UNKNOWN_SIZES, bytes_text
 from rlrepro.core.yamlfile import short
 
 # Stable-Baselines3's algorithms by name: the class is `stable_baselines3.<NAME>`.
@@ -74,21 +74,6 @@ SEED_LIMIT = 2**32
 INT_LIMIT = 2**53
 # The longest text value (an env id); names have their own rule.
 MAX_TEXT = 200
-# The most memory one estimate may come to: a third of the 24 GiB machine the results are made
-# on, so that the two stages `make repro` runs at once fit. More is a typo, refused up front
-# rather than ending in `MemoryError` (or the kernel's OOM killer) after the allocation.
-MEMORY_LIMIT = 8 * 2**30
-# The memory of one env instance, over the 560 KiB measured for InvertedDoublePendulum-v5 (and
-# 6 KiB for CartPole-v1): training and evaluation build one per env or episode, all at once.
-ENV_BYTES = 2**20
-# The fastest a gradient step can be: 0.1 ms, a fiftieth of the 5 ms an SB3 PPO minibatch of 64
-# on an 8-8 network took here; an update of more steps than `max_days` allows at this speed is
-# refused (the `max_days` pace check acts between updates only).
-FASTEST_GRADIENT_STEP = 1e-4
-# Each network parameter's bytes: float32 weight, gradient and Adam's two moments.
-PARAM_BYTES = 16
-# Networks of the policy's size each algorithm holds (actors, critics and their target copies).
-NETWORK_COPIES = {"reinforce": 1, "ppo": 2, "a2c": 2, "dqn": 2, "ddpg": 4, "sac": 5, "td3": 6}
 # A mean curve's grid: a figure is a few thousand pixels wide; a million rows of CSV is plenty.
 MAX_PLOT_POINTS = 1_000_000
 # Bootstrap replicates per interval: 2,000 by default; its memory is checked besides.
@@ -352,7 +337,7 @@ class Stats:
     )
 
 
-# The sections of a params file and what each holds (`root`, `seeds`: declared in `SCALARS`).
+# The sections of a params file that are mappings of keys, and their dataclasses.
 SCHEMA: dict[str, type] = {
     "numerics": Numerics,
     "env_check": EnvCheck,
@@ -362,23 +347,29 @@ SCHEMA: dict[str, type] = {
     "plot": Plot,
     "stats": Stats,
 }
+# The sections that are no mapping of keys: (type, accepted, default, meaning).
 SCALARS = {
-    "root": f"the code's folder from this file's (dvc.yaml's `${{root}}`): {ROOT_RULE.pattern}",
-    "seeds": f"the training seeds: distinct integers in [0, 2**32), at most {MAX_SEEDS}",
-    "experiments": f"the experiments by name ({NAME_TEXT} characters)",
+    "root": (
+        "text",
+        f"`{ROOT_RULE.pattern}`",
+        "`.`",
+        "the code's folder from this file's (dvc.yaml's `${root}`)",
+    ),
+    "seeds": (
+        "list of integers",
+        f"distinct, each in [0, 2**32), at most {MAX_SEEDS:,}",
+        "required",
+        "every experiment is trained once per seed",
+    ),
+    "experiments": (
+        "mapping",
+        f"names of {NAME_TEXT} characters",
+        "required",
+        "the experiments by name",
+    ),
 }
-SECTIONS = (
-    "root",
-    "numerics",
-    "env_check",
-    "resume",
-    "trace",
-    "seeds",
-    "evaluate",
-    "plot",
-    "stats",
-    "experiments",
-)
+# Every section a params file may have.
+SECTIONS = (*SCALARS, *SCHEMA)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -468,16 +459,6 @@ HYPERPARAMS: dict[str, Hyper] = {
     ),
     "weight_decay": Hyper("number", "REINFORCE: AdamW's decoupled weight decay", _NON_NEGATIVE),
     "std_eps": Hyper("number", "REINFORCE: added to the standard deviation, never zero", _POSITIVE),
-}
-# SB3's defaults of the hyperparameters the estimates use (tests/test_params.py checks them
-# against SB3's signatures), by algorithm.
-SB3_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ppo": {"n_steps": 2048, "batch_size": 64, "n_epochs": 10},
-    "a2c": {"n_steps": 5},
-    "sac": {"buffer_size": 1_000_000, "batch_size": 256, "train_freq": 1, "gradient_steps": 1},
-    "td3": {"buffer_size": 1_000_000, "batch_size": 256, "train_freq": 1, "gradient_steps": 1},
-    "ddpg": {"buffer_size": 1_000_000, "batch_size": 256, "train_freq": 1, "gradient_steps": 1},
-    "dqn": {"buffer_size": 1_000_000, "batch_size": 32, "train_freq": 4, "gradient_steps": 1},
 }
 
 
@@ -617,7 +598,7 @@ def _kind(value: Any) -> str:
 def build(cls: type[T], data: Any, where: str) -> T:
     """Build the dataclass `cls` from mapping `data`; fields without a default are required,
     extra keys are not allowed; each value is checked against the field's type and metadata
-    (`key`'s, or `{"min": n}` for integers at least n)."""
+    (`spec`'s, or `{"min": n}` for integers at least n)."""
     if not isinstance(data, dict):
         raise ParamsError(f"{where}: expected a mapping, got {short(data)}")
     fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
@@ -654,9 +635,9 @@ def _check_envs_at_once(value: Any, meta: Any, where: str) -> None:
     bound = meta.get("range")
     if meta.get("envs") and type(value) is int and bound.high is not None and value > bound.high:
         raise ParamsError(
-            f"{where}: {value:,} envs built at once need about {_bytes(value * ENV_BYTES)} "
-            f"at {_bytes(ENV_BYTES)} each, over the {_bytes(MEMORY_LIMIT)} a stage may use; "
-            f"expected an integer <= {bound.high:,}"
+            f"{where}: {value:,} envs built at once need about {bytes_text(value * ENV_BYTES)} "
+            f"at {bytes_text(ENV_BYTES)} each, over the {bytes_text(MEMORY_LIMIT)} a stage may "
+            f"use; expected an integer <= {bound.high:,}"
         )
 
 
@@ -696,10 +677,11 @@ def _coerce(value: Any, hint: Any, where: str, accepted: Range) -> Any:
     if hint is float:
         return _float(value, where, accepted)
     if hint is str:
-        if not isinstance(value, str) or not value or len(value) > MAX_TEXT:
+        if not isinstance(value, str) or not value:
+            raise ParamsError(f"{where}: expected a non-empty string, got {short(value)}")
+        if len(value) > MAX_TEXT:
             raise ParamsError(
-                f"{where}: expected a non-empty string of at most {MAX_TEXT} characters, "
-                f"got {short(value)}"
+                f"{where}: expected at most {MAX_TEXT} characters, got {short(value)}"
             )
         return value
     raise TypeError(f"{where}: unsupported type {hint!r}")
@@ -774,7 +756,7 @@ def _check_hyperparams(hyperparams: dict[str, Any], where: str) -> None:
             _plain(value, path, 1)
         elif value is None:
             if not declared.nullable and declared.kind != "null":
-                raise ParamsError(f"{path}: expected {_KIND_TEXT[declared.kind]}, got None")
+                raise ParamsError(f"{path}: expected {KIND_TEXT[declared.kind]}, got None")
         else:
             _HYPER_CHECKS[declared.kind](value, path, declared.range)
 
@@ -873,7 +855,8 @@ _HYPER_CHECKS: dict[str, Callable[[Any, str, Range], object]] = {
     "null": _null,
     "mapping": _mapping,
 }
-_KIND_TEXT = {
+# How a message and the docs name each kind of hyperparameter.
+KIND_TEXT = {
     "number": "a number",
     "integer": "an integer",
     "boolean": "true or false",
@@ -887,223 +870,12 @@ _KIND_TEXT = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class Sizes:
-    """An env's flat observation and action sizes and their bytes per element."""
-
-    obs: int
-    obs_bytes: int
-    act: int
-    act_bytes: int
-
-
-# What is known of an env without making it: at least one element of one byte each way.
-UNKNOWN_SIZES = Sizes(1, 1, 1, 1)
-
-
-def space_sizes(observation_space: Any, action_space: Any) -> Sizes:
-    """The `Sizes` of an env's spaces (a Discrete space is one integer)."""
-    import numpy as np
-
-    def flat(space: Any) -> tuple[int, int]:
-        shape = space.shape or (1,)
-        return int(np.prod(shape)), max(np.dtype(space.dtype).itemsize, 1)
-
-    return Sizes(*flat(observation_space), *flat(action_space))
-
-
-def check_resources(exp: Experiment, name: str, sizes: Sizes) -> None:
-    """Refuse an experiment whose buffers, networks or envs would need more than
-    `MEMORY_LIMIT`, or whose single update would outlast `max_days` at `FASTEST_GRADIENT_STEP`.
-
-    :param sizes: the env's sizes, or `UNKNOWN_SIZES` (then only what is too large whatever
-        the env is refused).
-    :raises ParamsError: one line naming the key and the estimate.
-    """
-    where = f"experiments.{_label(name)}"
-    hyper = {**SB3_DEFAULTS.get(exp.algo, {}), **exp.hyperparams}
-    for key_path, what, need in _memory(exp, hyper, sizes):
-        if need > MEMORY_LIMIT:
-            raise ParamsError(
-                f"{where}.{key_path}: {what} need about {_bytes(need)}, over the "
-                f"{_bytes(MEMORY_LIMIT)} a training may use"
-            )
-    steps, formula = _update_steps(exp, hyper)
-    days = steps * FASTEST_GRADIENT_STEP / 86400
-    if days > exp.max_days:
-        raise ParamsError(
-            f"{where}.hyperparams: one update is {formula} = {steps:,} gradient steps, at least "
-            f"{days:,.1f} days at {FASTEST_GRADIENT_STEP * 1e6:g} µs each, over max_days: "
-            f"{exp.max_days:g}"
-        )
-
-
-def _memory(exp: Experiment, hyper: dict[str, Any], sizes: Sizes) -> list[tuple[str, str, float]]:
-    """(key, what, bytes) of each memory estimate of `exp`."""
-    estimates: list[tuple[str, str, float]] = []
-    n_envs = exp.n_envs
-    if exp.algo in ("sac", "td3", "ddpg", "dqn"):
-        copies = 1 if hyper.get("optimize_memory_usage") else 2
-        per = copies * sizes.obs * sizes.obs_bytes + sizes.act * max(sizes.act_bytes, 4) + 12
-        count = _int(hyper.get("buffer_size"))
-        estimates.append(
-            ("hyperparams.buffer_size", f"{count:,} transitions of {per:,} bytes", count * per)
-        )
-    if exp.algo in ("ppo", "a2c"):
-        per = 4 * (sizes.obs + sizes.act + 6)
-        count = _int(hyper.get("n_steps")) * n_envs
-        estimates.append(
-            (
-                "hyperparams.n_steps",
-                f"n_steps x n_envs = {count:,} samples of {per:,} bytes",
-                count * per,
-            )
-        )
-    layers = [sizes.obs + sizes.act, *exp.policy.hidden, max(sizes.act, 1)]
-    weights = sum(a * b + b for a, b in itertools.pairwise(layers))
-    copies = NETWORK_COPIES[exp.algo]
-    batch = (
-        _int(hyper.get("batch_size", 1))
-        if exp.algo != "a2c"
-        else _int(hyper.get("n_steps", 1)) * n_envs
-    )
-    activations = batch * sum(exp.policy.hidden) * 4 * 2 * copies
-    estimates.append(
-        (
-            "policy.hidden",
-            f"{copies} networks of {weights:,} weights (with gradients, optimizer state and "
-            f"a batch of {batch:,})",
-            weights * PARAM_BYTES * copies + activations,
-        )
-    )
-    envs = n_envs + (exp.periodic_eval.episodes if exp.periodic_eval else 0)
-    estimates.append(
-        ("n_envs", f"{envs:,} envs (n_envs + periodic_eval.episodes)", envs * ENV_BYTES)
-    )
-    return estimates
-
-
-def _int(value: Any) -> int:
-    """An integer hyperparameter for an estimate (its type was checked before; 1 otherwise)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
-
-
-def _update_steps(exp: Experiment, hyper: dict[str, Any]) -> tuple[int, str]:
-    """The gradient steps of one update of `exp`, and how they are counted."""
-    if exp.algo == "ppo":
-        samples = _int(hyper.get("n_steps")) * exp.n_envs
-        minibatches = -(-samples // _int(hyper.get("batch_size")))
-        return _int(
-            hyper.get("n_epochs")
-        ) * minibatches, "n_epochs x ceil(n_steps x n_envs / batch_size)"
-    if exp.algo in ("sac", "td3", "ddpg", "dqn"):
-        steps = hyper.get("gradient_steps")
-        if isinstance(steps, int) and steps < 0:  # as many as env steps since the last update
-            freq = hyper.get("train_freq")
-            every = freq[0] if isinstance(freq, list) else freq
-            return _int(every) * exp.n_envs, "train_freq x n_envs (gradient_steps: -1)"
-        return _int(steps), "gradient_steps"
-    return 1, "1"
-
-
-def _bytes(count: float) -> str:
-    """`count` bytes as `16 TiB`, `9.5 TiB`, `8 GiB`."""
-    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
-        if count >= size:
-            amount = count / size
-            text = f"{amount:,.0f}" if amount >= 10 else f"{amount:.1f}".removesuffix(".0")
-            return f"{text} {unit}"
-    return f"{count:,.0f} bytes"
+def check_resources(exp: Experiment, name: str, sizes: resources.Sizes) -> None:
+    """`resources.check` for experiment `name` (`exp`), whose env has `sizes`."""
+    resources.check(exp, f"experiments.{_label(name)}", sizes)
 
 
 def _check_stats_memory(stats: Stats, raw: dict[str, Any]) -> None:
-    """The bootstrap of the improvement of one experiment over another compares every pair of
-    runs in each replicate: replicates x seeds^2 float64s, twice."""
+    """`resources.check_bootstrap` of `stats` over the seeds of `raw` (when they are a list)."""
     runs = len(raw["seeds"]) if isinstance(raw.get("seeds"), list) else 1
-    need = stats.bootstrap_samples * runs * runs * 8 * 2
-    if need > MEMORY_LIMIT:
-        raise ParamsError(
-            f"stats.bootstrap_samples: {stats.bootstrap_samples:,} replicates over {runs} seeds "
-            f"need about {_bytes(need)}, over the {_bytes(MEMORY_LIMIT)} a stage may use"
-        )
-
-
-def keys_table() -> str:
-    """The Markdown table of every params key, from the declarations above (docs/experiments.md
-    holds it, written by `python -m tools.schema_doc`)."""
-    rows = [
-        "| key | type | accepted | default | meaning |",
-        "| --- | --- | --- | --- | --- |",
-        f"| `root` | text | `{ROOT_RULE.pattern}` | `.` | {SCALARS['root'].split(':')[0]} |",
-    ]
-    for name, cls in SCHEMA.items():
-        rows += _field_rows(name, cls)
-        if name == "trace":
-            rows.append(
-                f"| `seeds` | list of integers | distinct, each in [0, 2**32), at most "
-                f"{MAX_SEEDS:,} | required | every experiment is trained once per seed |"
-            )
-    rows.append(
-        f"| `experiments.<name>` | mapping | a name: {NAME_TEXT} characters | required | "
-        "one experiment |"
-    )
-    rows += _field_rows("experiments.<name>", Experiment)
-    for name, hyper in HYPERPARAMS.items():
-        kind = _KIND_TEXT[hyper.kind] + (" or null" if hyper.nullable else "")
-        accepted = "" if hyper.kind in ("boolean", "null", "mapping") else hyper.range.text()
-        rows.append(
-            f"| `experiments.<name>.hyperparams.{name}` | {_cell(kind)} | {_cell(accepted)} | "
-            f"the algorithm's | {_cell(hyper.doc)} |"
-        )
-    return "\n".join(rows) + "\n"
-
-
-def _field_rows(prefix: str, cls: type) -> list[str]:
-    rows = []
-    hints = typing.get_type_hints(cls)
-    for declared in dataclasses.fields(cls):
-        path, hint, meta = f"{prefix}.{declared.name}", hints[declared.name], declared.metadata
-        inner = [a for a in typing.get_args(hint) if a is not type(None)]
-        nested = inner[0] if typing.get_origin(hint) is types.UnionType else hint
-        if declared.default is dataclasses.MISSING:
-            default = "required"
-        elif declared.default is None:
-            default = "none"
-        else:
-            default = f"`{declared.default}`" if declared.default != () else "`[]`"
-        accepted = _accepted_text(hint, meta)
-        rows.append(
-            f"| `{path}` | {_type_text(hint)} | {_cell(accepted)} | {default} | "
-            f"{_cell(meta['doc'])} |"
-        )
-        if dataclasses.is_dataclass(nested):
-            rows += _field_rows(path, nested)  # type: ignore[arg-type]
-    return rows
-
-
-def _type_text(hint: Any) -> str:
-    origin = typing.get_origin(hint)
-    if origin is types.UnionType:
-        (inner,) = (a for a in typing.get_args(hint) if a is not type(None))
-        return f"{_type_text(inner)} or null"
-    if origin is tuple:
-        return f"list of {_type_text(typing.get_args(hint)[0])}s"
-    names = {int: "integer", float: "number", bool: "boolean", str: "text"}
-    return names.get(hint, "mapping")
-
-
-def _accepted_text(hint: Any, meta: Any) -> str:
-    if meta["choices"]:
-        return ", ".join(meta["choices"])
-    args = typing.get_args(hint)
-    base = args[0] if typing.get_origin(hint) is tuple else hint
-    if base in (int, float):
-        finite = "finite, " if base is float else ""
-        return f"{finite}{meta['range'].text()}"
-    if base is str and typing.get_origin(hint) is tuple:
-        return "ATen op names (`aten::<op>`)"
-    return ""
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
+    resources.check_bootstrap(stats.bootstrap_samples, runs, "stats.bootstrap_samples")

@@ -15,7 +15,8 @@ import gymnasium as gym
 
 from rlrepro.agents.algorithms import ACTION_SPACES
 from rlrepro.core.errors import ParamsError
-from rlrepro.core.params import Experiment, check_resources, space_sizes
+from rlrepro.core.params import Experiment, check_resources
+from rlrepro.core.resources import space_sizes
 from rlrepro.training import reinforce, sb3
 from rlrepro.training.recording import Recording
 from rlrepro.training.snapshot import Snapshots
