@@ -5,6 +5,7 @@ import dataclasses
 import json
 import math
 import random
+import re
 import subprocess
 import sys
 import time
@@ -328,12 +329,24 @@ def test_metrics_rejects_bad_seeds_and_stats(
     assert not paths.metrics.exists()
 
 
-def test_a_bug_keeps_its_traceback(params_file: Path, tmp_path: Path) -> None:
-    """Only our own errors become one line: anything else is a bug and propagates."""
+def test_a_bug_is_one_line_and_keeps_its_traceback_in_a_file(
+    params_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Only our own errors become `error: ...`: anything else is a bug, one line naming the
+    file that holds its traceback, exit 3."""
+    (tmp_path / ".dvc").mkdir()
+    monkeypatch.chdir(tmp_path)
     paths = train_paths(tmp_path, "cartpole-ppo")
     broken = train.Paths(paths.model, paths.curve, paths.trace, paths.progress, timing=tmp_path)
-    with pytest.raises(IsADirectoryError):  # writing the timing file onto a folder: not ours
-        train.main(argv(params_file, broken, exp="cartpole-ppo", seed=0))
+    # writing the timing file onto a folder: not ours
+    assert train.main(argv(params_file, broken, exp="cartpole-ppo", seed=0)) == 3
+    lines = capsys.readouterr().err.splitlines()
+    found = re.match(r"^internal error: IsADirectoryError: .*; traceback in (\S+)$", lines[-1])
+    assert found, lines
+    assert "Traceback (most recent call last)" in (tmp_path / found[1]).read_text()
 
 
 def test_missing_params_file_is_named(tmp_path: Path) -> None:

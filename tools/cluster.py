@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from rlrepro.core.errors import UserError
-from tools import remote
+from tools import remote, watchdog
 
 ADDRESS_VAR = "RAY_ADDRESS"  # set: join that cluster; unset: start a local instance
 OBJECT_STORE_BYTES = 512 * 1024**2  # a local instance's store: code, inputs and outputs pass
@@ -65,8 +65,7 @@ def start(jobs: int | None, log: Path) -> list[Node]:
     # user's main work (a cluster's nodes set it with `ray start`).
     os.environ.setdefault("RAY_worker_niceness", "0")
     address = os.environ.get(ADDRESS_VAR)
-    if address:
-        reachable(address)
+    reachable()
     import ray
 
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -75,13 +74,13 @@ def start(jobs: int | None, log: Path) -> list[Node]:
         "logs in <its --temp-dir, default /tmp/ray>/session_latest/logs\n"
     )
     quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
-    stop = signal.getsignal(signal.SIGTERM)  # `ray.init` puts its own in: ours stays
     try:
-        with stderr_to(log), _keeping(signal.SIGTERM, stop):
+        with stderr_to(log), _own_sigterm():
             if address:
                 ray.init(address=address, **quiet)
             else:
                 cpus = jobs or len(os.sched_getaffinity(0))
+                watchdog.start()  # Ray's agents outlive a killed driver: it ends them
                 ray.init(
                     address="local",
                     num_cpus=cpus,
@@ -108,43 +107,64 @@ def start(jobs: int | None, log: Path) -> list[Node]:
 CONNECT_SECONDS = 10.0  # how long a cluster's address may take to answer before Ray joins it
 
 
-def reachable(address: str) -> None:
-    """Check that the cluster address `address` (`host:port`, as RAY_ADDRESS takes it) answers
-    a TCP connection within `CONNECT_SECONDS`: `ray.init` retries an unreachable one for
-    minutes without a word. Other forms Ray takes (`auto`, `local`, `ray://...`) are left to
-    Ray.
+def parsed_address() -> tuple[str, int] | None:
+    """The host and port of RAY_ADDRESS, checked to be HOST:PORT (None: unset, or a form left
+    to Ray: `auto`, `local`, `ray://...`). Cheap: `tools.run` asks it before anything runs.
 
-    :raises ClusterError: in one line naming the address and why.
+    :raises ClusterError: in one line naming the value and what is accepted.
     """
-    if address in ("auto", "local") or "://" in address:
-        return
-    host, _, port = address.rpartition(":")
+    value = os.environ.get(ADDRESS_VAR)
+    if not value or value in ("auto", "local") or "://" in value:
+        return None
+    host, _, port = value.rpartition(":")
     spaced = any(c.isspace() for c in host)
     if not host or spaced or not port.isdigit() or not 0 < int(port) < 65536:
         raise ClusterError(
-            f"{ADDRESS_VAR}={address!r}: expected HOST:PORT of a Ray cluster's head (e.g. "
+            f"{ADDRESS_VAR}={value!r}: expected HOST:PORT of a Ray cluster's head (e.g. "
             "10.0.0.5:6379), `auto`, or nothing for a local instance"
         )
+    return host.strip("[]"), int(port)
+
+
+def reachable() -> None:
+    """Check that RAY_ADDRESS (`parsed_address`), when set, answers a TCP connection within
+    `CONNECT_SECONDS`: `ray.init` retries an unreachable one for minutes without a word.
+
+    :raises ClusterError: in one line naming the address and why.
+    """
+    where = parsed_address()
+    if where is None:
+        return
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS).close()
+        socket.create_connection(where, timeout=CONNECT_SECONDS).close()
     except OSError as err:
         why = err.strerror or str(err) or type(err).__name__
         raise ClusterError(
-            f"{ADDRESS_VAR}={address}: cannot reach that Ray cluster's head ({why}, within "
-            f"{CONNECT_SECONDS:g} s); start it (ray start --head), fix the address, or unset "
-            f"{ADDRESS_VAR} to run here"
+            f"{ADDRESS_VAR}={os.environ[ADDRESS_VAR]}: cannot reach that Ray cluster's head "
+            f"({why}, within {CONNECT_SECONDS:g} s); start it (ray start --head), fix the "
+            f"address, or unset {ADDRESS_VAR} to run here"
         ) from None
 
 
 @contextlib.contextmanager
-def _keeping(signum: int, handler: Any) -> Iterator[None]:
-    """Put `handler` back for signal `signum` on the way out (in the main thread only: Python
-    sets signal handlers there)."""
+def _own_sigterm() -> Iterator[None]:
+    """Inside, `ray.init` leaves this process's SIGTERM handler as it is, and on the way out it
+    is put back in at the C level too. Ray 2.60 puts in two of its own: a Python one
+    (`sys.exit(15)`: no line, exit 15) through `ray._private.utils.set_sigterm_handler`, which
+    is a no-op meanwhile, and its core worker's C++ failure handler (a multi-line
+    `*** SIGTERM received ***` dump, then an abort), which `signal.signal` replaces. The runner's
+    handler then stops a join that waits, and a run, with its one line."""
+    from ray._private import utils
+
+    handler = signal.getsignal(signal.SIGTERM)
+    setter = utils.set_sigterm_handler
+    utils.set_sigterm_handler = lambda _handler: None
     try:
         yield
     finally:
+        utils.set_sigterm_handler = setter
         if threading.current_thread() is threading.main_thread() and handler is not None:
-            signal.signal(signum, handler)
+            signal.signal(signal.SIGTERM, handler)
 
 
 @contextlib.contextmanager

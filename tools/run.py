@@ -15,7 +15,9 @@ own run of the machine checks matched this one's. A stage whose node dies is sta
 on a live node (`Scheduler`). Every finished stage is committed here, one at a time
 (`dvc commit --force`), so a failure loses nothing that finished. Ray's own lines go to
 `.dvc/tmp/rlrepro-ray.log` (`RAY_LOG`), not the terminal. Exit 0 when every stage ran, 1 when
-one failed, 2 on a user error, 130 on Ctrl-C.
+one failed, 2 on a user error (DVC's own errors included, in one line), 130 on Ctrl-C, 143 on
+SIGTERM, 3 on a bug (`console.run`). A killed runner leaves no Ray process behind
+(`tools.watchdog`).
 
 Before any stage runs, each stale one whose outputs DVC's default remote or run-cache holds gets
 them from there, as in `dvc repro --pull` (`--rerun`: none does, for `make verify`); a finished
@@ -23,12 +25,14 @@ stage goes into DVC's cache and run-cache too, as in `dvc repro`.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, TypeVar
@@ -485,6 +489,32 @@ def check_params(targets: list[str], experiments: bool = False) -> None:
             raise ParamsError(f"{file}: {err}") from None
 
 
+_signals: list[int] = []  # the stop signals received, in order
+
+
+@contextlib.contextmanager
+def _terminate_interrupts() -> Iterator[None]:
+    """Inside (in the main thread), SIGTERM stops the run as Ctrl-C does: `KeyboardInterrupt`,
+    the one exception Ray's waits let through (`ray.wait` polls signals and turns any other
+    exception a handler raises into nothing); the signals are noted in `_signals`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    _signals.clear()
+
+    def interrupt(signum: int, _frame: object) -> None:
+        _signals.append(signum)
+        raise KeyboardInterrupt
+
+    before = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
 def dvc_message(err: BaseException) -> str:
     """DVC's error `err` in one line, as plain `dvc` prints it: its message and those of its
     causes joined by ": " (DVC's multi-line messages on one line)."""
@@ -508,7 +538,11 @@ def run(targets: list[str], jobs: int | None, isolate: bool, rerun: bool = False
     from dvc.exceptions import DvcException
 
     try:
-        return _run_checked(targets, jobs, isolate, rerun)
+        with _terminate_interrupts():
+            return _run_checked(targets, jobs, isolate, rerun)
+    except KeyboardInterrupt:  # before the pipeline was loaded: nothing ran
+        signum = _signals[0] if _signals else signal.SIGINT
+        raise StoppedError(f"stopped by {signal.Signals(signum).name}", signum) from None
     except DvcException as err:
         raise RunError(f"dvc: {dvc_message(err)}") from err
     except OSError as err:  # DVC's lock or cache, our scratch files: where plain `dvc` says
@@ -521,14 +555,15 @@ def run(targets: list[str], jobs: int | None, isolate: bool, rerun: bool = False
 
 
 def _run_checked(targets: list[str], jobs: int | None, isolate: bool, rerun: bool) -> int:
+    cluster.parsed_address()  # a RAY_ADDRESS that is no address: said before anything runs
     check_params(targets)
     with Pipeline(targets) as pipe:
         recorder = Recorder(pipe, pipe.steps)
         try:
             return _run(pipe, recorder, jobs, isolate, targets, rerun)
-        except (KeyboardInterrupt, StoppedError) as err:  # Ctrl-C; SIGTERM (`console.run`)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (`_terminate_interrupts`)
             recorder.flush()
-            signum = err.exit_code - 128 if isinstance(err, StoppedError) else signal.SIGINT
+            signum = _signals[0] if _signals else signal.SIGINT
             raise StoppedError(
                 f"stopped by {signal.Signals(signum).name}: {len(recorder.recorded)} finished "
                 "stages are recorded in dvc.lock, the running ones were stopped; rerun `make "

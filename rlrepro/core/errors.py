@@ -1,7 +1,8 @@
 """Our own error types: the only ones a stage turns into one line on stderr and exit code 2
 (`StoppedError`: 128 + the signal's number).
 
-Anything else (a bug here, in SB3, numpy or torch) keeps its traceback.
+Anything else (a bug here, in SB3, numpy or torch) is one line `internal error: ...` and exit
+3, its traceback written to a file (`rlrepro.console.run`).
 """
 
 
