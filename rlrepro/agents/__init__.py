@@ -43,4 +43,4 @@ def load_actor(source: Path | checkpoint.Checkpoint, env: gym.Env[Any, Any]) -> 
     )
     if act is not None:
         return act
-    return algorithms.sb3_actor(algorithms.safe_load(loaded, env), normalized)
+    return algorithms.sb3_actor(algorithms.safe_load(loaded, weights, env), normalized)

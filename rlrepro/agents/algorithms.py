@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import itertools
 import json
 import re
 from collections.abc import Callable
@@ -77,22 +78,27 @@ def _policy_kwargs(saved: dict[str, Any], network: dict[str, Any]) -> dict[str, 
     }
 
 
-def safe_load(loaded: checkpoint.Checkpoint, env: gym.Env[Any, Any]) -> BaseAlgorithm:
+def safe_load(
+    loaded: checkpoint.Checkpoint, weights: dict[str, torch.Tensor], env: gym.Env[Any, Any]
+) -> BaseAlgorithm:
     """The SB3 agent of checkpoint `loaded`, for acting only, without unpickling anything.
 
     SB3's `load` unpickles (cloudpickle) every `:serialized:` field of the checkpoint's `data`
     entry: code that runs on load. Here each one is replaced (SB3's `custom_objects`) by what
     this project knows without it: the spaces of `env`, the policy class and `network`
     (`{hidden, activation}`, from the checkpoint's own `rlrepro.json`), and inert values for the
-    rest (schedules, buffers, noise: training state that acting never reads). The weights are
-    read with `torch.load(weights_only=True)`, as SB3 does. SB3 reads the entries `loaded`
-    holds, already checked and bounded (`checkpoint.load`), not the file again.
+    rest (schedules, buffers, noise: training state that acting never reads; the buffers' sizes
+    1). The weights are read with `torch.load(weights_only=True)`, as SB3 does. SB3 reads the
+    entries `loaded` holds, already checked and bounded (`checkpoint.load`), not the file again.
 
+    :param weights: `loaded`'s policy state dict (`checkpoint.weights`), already checked against
+        `network` (`mismatch`): SAC's and TD3's critics are counted in it.
     :raises CheckpointError: when SB3 cannot load them (weights that do not fit `env`).
     """
     cls = sb3_class(loaded.meta["algo"])
     network = loaded.meta["network"]
     fields = json.loads(checkpoint.entry(loaded.entries, "data", loaded.path))
+    saved = fields.get("policy_kwargs")
     replaced: dict[str, Any] = {
         key: None
         for key, value in fields.items()
@@ -102,7 +108,7 @@ def safe_load(loaded: checkpoint.Checkpoint, env: gym.Env[Any, Any]) -> BaseAlgo
         "observation_space": env.observation_space,
         "action_space": env.action_space,
         "policy_class": cls.policy_aliases["MlpPolicy"],
-        "policy_kwargs": _policy_kwargs(fields.get("policy_kwargs", {}), network),
+        "policy_kwargs": _policy_kwargs(saved if isinstance(saved, dict) else {}, network),
         "learning_rate": 0.0,
         "lr_schedule": _constant,
     }
@@ -111,6 +117,15 @@ def safe_load(loaded: checkpoint.Checkpoint, env: gym.Env[Any, Any]) -> BaseAlgo
             replaced[key] = _constant
     if "train_freq" in replaced:  # off-policy algorithms check it when they set up
         replaced["train_freq"] = 1
+    for key in ("buffer_size", "n_steps", "n_envs"):  # what SB3 sizes its buffers by
+        if key in fields:
+            replaced[key] = 1
+    critics = len({key.split(".")[1] for key in weights if key.startswith("critic.")})
+    if replaced["policy_kwargs"].get("n_critics", critics) != critics:
+        raise CheckpointError(
+            f"{loaded.path}: `data` says {replaced['policy_kwargs']['n_critics']} critics, "
+            f"`policy.pth` holds {critics}; retrain it with `dvc repro`"
+        )
     zipped = io.BytesIO(checkpoint.canonical_zip(loaded.entries))
     try:
         return cls.load(zipped, device="cpu", custom_objects=replaced)
@@ -217,23 +232,49 @@ def mismatch(
             f"`policy.pth` holds modules {', '.join(sorted(modules))}, "
             f"{owners or 'no algorithm'}'s, not {algo}'s"
         )
+    too_big = _oversized(weights, network, env)
+    if too_big is not None:
+        return too_big
     if algo == "reinforce":
-        expected = GaussianPolicy(
-            int(network["obs_dim"]),
-            int(network["act_dim"]),
-            tuple(network["hidden"]),
-            str(network["activation"]),
-            float(network["std_eps"]),
-        ).state_dict()
+        with torch.device("meta"):  # shapes only: nothing allocated, no generator drawn from
+            expected = GaussianPolicy(
+                int(network["obs_dim"]),
+                int(network["act_dim"]),
+                tuple(network["hidden"]),
+                str(network["activation"]),
+                float(network["std_eps"]),
+            ).state_dict()
         sizes = (network["obs_dim"], network["act_dim"])
-        if sizes != (_size(env.observation_space), _size(env.action_space)):
-            return f"network.obs_dim and act_dim are {sizes}, {name}'s spaces are not"
+        spaces = (_size(env.observation_space), _size(env.action_space))
+        if sizes != spaces:
+            return (
+                f"network.obs_dim and act_dim are {sizes}, "
+                f"{name}'s observation and action sizes {spaces}"
+            )
         for key, tensor in expected.items():
             if key not in weights or weights[key].shape != tensor.shape:
                 got = tuple(weights[key].shape) if key in weights else "missing"
                 return f"`policy.pth`'s `{key}` is {got}, the network needs {tuple(tensor.shape)}"
         return None
     return _chain_mismatch(algo, weights, network, env)
+
+
+def _oversized(
+    weights: dict[str, torch.Tensor], network: dict[str, Any], env: gym.Env[Any, Any]
+) -> str | None:
+    """Whether `network.hidden` describes a network larger than `weights` hold: more layers than
+    they have tensors, or more values in an actor of those layers between `env`'s observations
+    and actions than they have. Checked before anything is built from `network` (the Gaussian's
+    shapes, SB3's agent in `safe_load`), so that a crafted `rlrepro.json` never builds a network
+    larger than the weights it came with (SB3's, actor and critics: a few times them)."""
+    hidden = [int(width) for width in network["hidden"]]
+    ends = [_size(env.observation_space) or 1, *hidden, _size(env.action_space) or 1]
+    smallest = sum(a * b + b for a, b in itertools.pairwise(ends))  # the actor's alone
+    held = sum(tensor.numel() for tensor in weights.values())
+    if 2 * len(hidden) > len(weights) or smallest > held:
+        shown = hidden if len(hidden) <= 8 else [*hidden[:8], "..."]
+        return f"network.hidden {shown} needs more than the {held:,} values `policy.pth` holds"
+    return None
 
 
 def _chain_mismatch(

@@ -11,6 +11,12 @@ SB3 pickles what JSON cannot hold with the running interpreter (cloudpickle). Of
 CPython 3.11 (3.11.2 and 3.11.7 give other bytes), so it is rewritten as the plain tuple
 `(frequency, unit)` pickled with protocol 4, the same bytes on every build; SB3's `load` turns
 that tuple back into its `TrainFreq` (`OffPolicyAlgorithm._convert_train_freq`).
+
+Reading (`load`) bounds every byte before it is read: only the entries the algorithm's format
+defines (`ENTRIES`), each stored and at most its limit (`ENTRY_LIMITS`, `MAX_BYTES`) as the zip's
+directory declares, CRCs checked, torch files of stored records only; the weights are then
+checked against `rlrepro.json` and the env (`weights`, `algorithms.mismatch`). Every failure is a
+one-line `CheckpointError` naming the file (docs/resume.md, "Checkpoints read within bounds").
 """
 
 import base64
@@ -18,13 +24,14 @@ import contextlib
 import dataclasses
 import io
 import json
+import os
 import pickle
 import re
 import struct
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import gymnasium as gym
 import torch
@@ -76,8 +83,12 @@ ENTRY_LIMITS = {
 }
 # Zip flags that change nothing of how an entry is read: sizes after the data, UTF-8 names.
 _HARMLESS_FLAGS = 0x08 | 0x800
-# What the zip module raises on a damaged zip (a bad CRC, a cut file, a malformed directory).
-_ZIP_ERRORS = (zipfile.BadZipFile, EOFError, OSError, ValueError, struct.error)
+# What the zip module raises on a damaged zip (a bad CRC, a cut file, a malformed directory, a
+# version or method it does not read).
+_ZIP_ERRORS = (zipfile.BadZipFile, EOFError, OSError, ValueError, struct.error, NotImplementedError)
+# A zip's end record (without zip64: checkpoints are smaller than 4 GiB), and its size.
+_END = "<4s4H2LH"
+_END_SIZE = struct.calcsize(_END)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,16 +160,34 @@ def _first_line(err: BaseException, width: int = 160) -> str:
 
 @contextlib.contextmanager
 def _reading(path: Path) -> Iterator[tuple[zipfile.ZipFile, int]]:
-    """The zip of checkpoint `path` and its size on disk, at most `MAX_BYTES`; what the zip
-    module raises on a damaged file, here or in the `with` body, becomes a `CheckpointError`."""
+    """The zip of checkpoint `path` and its size on disk, at most `MAX_BYTES`, whose end record
+    ends the file (`_check_end`); what the zip module raises on a damaged file, here or in the
+    `with` body, becomes a `CheckpointError`."""
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise _refuse(path, f"{size:,} bytes, more than the {MAX_BYTES:,} a checkpoint may be")
-        with zipfile.ZipFile(path) as archive:
-            yield archive, size
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_BYTES:
+                raise _refuse(path, f"{size:,} bytes, more than the {MAX_BYTES:,} allowed")
+            _check_end(handle, size, path)
+            with zipfile.ZipFile(handle) as archive:
+                yield archive, size
     except _ZIP_ERRORS as err:
         raise _refuse(path, f"not a readable zip ({_first_line(err)})") from None
+
+
+def _check_end(handle: BinaryIO, size: int, path: Path) -> None:
+    """That the file `handle` (`size` bytes) ends with the zip's end record, no comment, right
+    after the directory it points at. The zip module is more lenient: it looks for an end record
+    anywhere in the last 64 KiB (a cut checkpoint would show it the zip of a torch file inside)
+    and accepts bytes before the zip."""
+    handle.seek(max(size - _END_SIZE, 0))
+    end = handle.read(_END_SIZE)
+    if len(end) == _END_SIZE:
+        signature, *_, directory_size, directory_offset, comment = struct.unpack(_END, end)
+        ends = directory_offset + directory_size == size - _END_SIZE
+        if (signature, comment, ends) == (b"PK\x05\x06", 0, True):
+            return
+    raise _refuse(path, "not a whole zip (no end record at its end: cut short or added to)")
 
 
 def _directory(archive: zipfile.ZipFile, size: int, path: Path) -> dict[str, zipfile.ZipInfo]:
@@ -167,15 +196,18 @@ def _directory(archive: zipfile.ZipFile, size: int, path: Path) -> dict[str, zip
     its limit (`ENTRY_LIMITS`), and all of them together at most the file's `size`."""
     infos: dict[str, zipfile.ZipInfo] = {}
     for info in archive.infolist():
-        name = info.filename
+        name = info.filename.encode("unicode_escape").decode("ascii")  # one line, whatever it holds
         if name not in _KNOWN_ENTRIES:
-            raise _refuse(path, f"entry `{name}` is none a checkpoint holds")
+            raise _refuse(path, f"entry `{name}` is not one a checkpoint holds")
         if name in infos:
             raise _refuse(path, f"entry `{name}` is in the zip twice")
         if info.compress_type != zipfile.ZIP_STORED:
             raise _refuse(path, f"entry `{name}` is compressed; a checkpoint's entries are stored")
         if info.flag_bits & ~_HARMLESS_FLAGS:
-            raise _refuse(path, f"entry `{name}` has zip flags {info.flag_bits:#x} (encrypted?)")
+            flags = f"{info.flag_bits:#x}"
+            raise _refuse(
+                path, f"entry `{name}` has zip flags {flags}, which checkpoints never set"
+            )
         if info.file_size > _limit(name) or info.compress_size != info.file_size:
             raise _refuse(
                 path,
@@ -272,7 +304,7 @@ def load(path: Path) -> Checkpoint:
             raise _refuse(path, f"no {names} entr{'y' if len(missing) == 1 else 'ies'}")
         extra = sorted(set(infos) - set(required) - set(optional))
         if extra:
-            raise _refuse(path, f"entry `{extra[0]}` is none a {meta['algo']} checkpoint holds")
+            raise _refuse(path, f"entry `{extra[0]}` is not one a {meta['algo']} checkpoint holds")
         entries = {name: _read(archive, info, path) for name, info in infos.items()}
     for name, data in entries.items():
         if (name.endswith(".json") or name == "data") and not isinstance(
@@ -301,10 +333,18 @@ def _check_torch_zip(data: bytes, name: str, path: Path) -> None:
         raise _refuse(path, f"entry `{name}`'s records declare more bytes than it holds")
 
 
+def _torch_reason(err: Exception) -> str:
+    """What `torch.load` found wrong, without its advice on `weights_only` around it."""
+    _, found, after = str(err).partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in after.splitlines() if line.strip()] if found else []
+    return lines[0][:160] if lines else _first_line(err)
+
+
 def weights(loaded: Checkpoint, name: str = "policy.pth") -> dict[str, torch.Tensor]:
     """The state dict in entry `name` of `loaded`, read by `torch.load(weights_only=True)` from
-    its bounded bytes: tensors by name, each dense, float32 (as SB3 and REINFORCE train them)
-    and finite.
+    its bounded bytes: tensors by name, each dense, float32 (as SB3 and REINFORCE train them),
+    contiguous and finite, together no more values than the entry's bytes hold (a crafted pickle
+    could make many large views of one small storage).
 
     :raises CheckpointError: when the entry is missing or is no such state dict.
     """
@@ -313,7 +353,7 @@ def weights(loaded: Checkpoint, name: str = "policy.pth") -> dict[str, torch.Ten
         state = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
     except Exception as err:  # torch's zip reader and its unpickler raise many kinds
         raise _refuse(
-            loaded.path, f"`{name}` holds no readable weights ({_first_line(err)})"
+            loaded.path, f"`{name}` holds no readable weights ({_torch_reason(err)})"
         ) from None
     if not isinstance(state, dict) or not all(
         isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()
@@ -322,6 +362,11 @@ def weights(loaded: Checkpoint, name: str = "policy.pth") -> dict[str, torch.Ten
     for key, tensor in state.items():
         if tensor.layout != torch.strided or tensor.is_meta or tensor.dtype != torch.float32:
             raise _refuse(loaded.path, f"`{name}`'s `{key}` is no dense float32 tensor")
+        if not tensor.is_contiguous():  # a view that repeats its storage (a stride of 0)
+            raise _refuse(loaded.path, f"`{name}`'s `{key}` is not contiguous")
+    if sum(tensor.numel() * 4 for tensor in state.values()) > len(data):  # views of one storage
+        raise _refuse(loaded.path, f"`{name}`'s tensors hold more values than its bytes")
+    for key, tensor in state.items():
         if not bool(torch.isfinite(tensor).all()):
             raise _refuse(loaded.path, f"`{name}`'s `{key}` holds values that are not finite")
     return dict(state)
