@@ -67,7 +67,7 @@ def read_bytes(path: Path, what: str, limit: int, remedy: str = REMAKE) -> bytes
         with path.open("rb") as file:
             data = file.read(limit + 1)
     except FileNotFoundError:
-        raise StageError(f"{path}: no such {what}; run `dvc repro` to make it") from None
+        raise StageError(f"{path}: no such {what}; run `dvc repro`, which writes it") from None
     except OSError as err:
         raise StageError(f"{path}: cannot read the {what} ({err.strerror}); {remedy}") from None
     if len(data) > limit:
