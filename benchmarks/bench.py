@@ -12,7 +12,6 @@ pipeline ran on this machine (`dvc repro` or `dvc repro --force`).
 """
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -23,25 +22,50 @@ import pandas as pd
 
 from rlrepro import console
 from rlrepro.core import layout, params
+from rlrepro.core.errors import UserError
+from rlrepro.core.readers import Rows, read_csv, read_json
+from rlrepro.results import PROGRESS_COLUMNS, SUMMARY_SHAPE
+
+# The untracked timing record `train` writes (`rlrepro.training.recording.Recording.timing`).
+TIMING_SHAPE = {
+    "experiment": str,
+    "seed": int,
+    "steps": int,
+    "train_seconds": float,
+    "steps_per_second": (float, None),
+    "evals": [{"step": int, "train_seconds": float}],
+}
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+def _read_json(path: Path, what: str, shape: dict[str, Any]) -> dict[str, Any] | None:
+    return read_json(path, what, shape) if path.is_file() else None
 
 
 def seed_row(folder: Path, exp: str, seed: int, threshold: float | None) -> dict[str, Any]:
-    """One seed's figures (None where the files to compute them are missing)."""
-    timing = _read_json(layout.run_file(folder / layout.TIMING, exp, seed, ".json"))
-    summary = _read_json(layout.run_file(folder / layout.EVALS, exp, seed, ".json"))
+    """One seed's figures (None where the files to compute them are missing).
+
+    :raises StageError: when a file is there but damaged (`rlrepro.core.readers`).
+    """
+    timing = _read_json(
+        layout.run_file(folder / layout.TIMING, exp, seed, ".json"), "timing JSON", TIMING_SHAPE
+    )
+    summary = _read_json(
+        layout.run_file(folder / layout.EVALS, exp, seed, ".json"),
+        "evaluation summary",
+        SUMMARY_SHAPE,
+    )
     progress_file = layout.run_file(folder / layout.PROGRESS, exp, seed, ".csv")
-    progress = pd.read_csv(progress_file) if progress_file.is_file() else pd.DataFrame()
+    progress = pd.DataFrame()
+    if progress_file.is_file():
+        progress = read_csv(progress_file, "progress CSV", PROGRESS_COLUMNS, Rows(least=0))
     hit_step = None
     if threshold is not None and not progress.empty:
         reached = progress[progress["eval_return_mean"] >= threshold]
         hit_step = int(reached["step"].iloc[0]) if not reached.empty else None
     hit_seconds = None
     if timing is not None and hit_step is not None:
-        hit_seconds = next(e["train_seconds"] for e in timing["evals"] if e["step"] == hit_step)
+        times = [e["train_seconds"] for e in timing["evals"] if e["step"] == hit_step]
+        hit_seconds = times[0] if times else None
     return {
         "run": layout.run_name(exp, seed),
         "steps_per_second": timing["steps_per_second"] if timing else None,
@@ -121,17 +145,16 @@ def report(folder: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the benchmark table of each pipeline folder given (default: `.`)."""
+    """Print the benchmark table of each pipeline folder given (default: `.`).
+
+    :raises UserError: when a folder has no params.yaml, or a file in it is damaged.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folders", nargs="*", type=Path, default=[Path()])
     args = parser.parse_args(argv)
     for folder in args.folders:
         if not (folder / "params.yaml").is_file():
-            print(
-                f"error: {folder}: no params.yaml; give `.` or a studies/<name> folder",
-                file=sys.stderr,
-            )
-            return 2
+            raise UserError(f"{folder}: no params.yaml; give `.` or a studies/<name> folder")
         report(folder)
     return 0
 

@@ -29,6 +29,7 @@ from rlrepro import console
 from rlrepro.core import layout, params, requirements
 from rlrepro.core.errors import StageError
 from rlrepro.core.files import remove_others, write_json
+from rlrepro.core.readers import read_json
 from rlrepro.machine import ALLOW_PHYSICS_VAR
 from rlrepro.machine.fingerprint import fingerprint
 
@@ -101,6 +102,21 @@ def _full_check(raw: dict[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
     return {name: by_env[exp.env] for name, exp in experiments.items()}
 
 
+_CACHE_SHAPE = {"fingerprint": str, "reports": {"*": dict}}
+
+
+def _last_check(cache: Path) -> dict[str, Any]:
+    """The last full check (fingerprint and reports) in `cache`; none when it is missing or
+    damaged (this machine's scratch file: a full check runs and rewrites it)."""
+    if not cache.is_file():
+        return {}
+    try:
+        last: dict[str, Any] = read_json(cache, "last check", _CACHE_SHAPE)
+    except StageError:
+        return {}
+    return last
+
+
 def env_check(raw: dict[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
     """Check this machine for every experiment's env (or reuse the last full check, when its
     fingerprint is this one's); write the reports; :return: the report of each experiment.
@@ -129,7 +145,7 @@ def env_check(raw: dict[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
     )
     stamp = fingerprint([paths.requirements, paths.references, *_CODE], settings)
     cache = paths.facts.with_name("env_check.json")
-    last = json.loads(cache.read_text()) if cache.is_file() else {}
+    last = _last_check(cache)
     if last.get("fingerprint") == stamp:
         reports: dict[str, dict[str, Any]] = last["reports"]
     else:

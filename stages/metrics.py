@@ -1,8 +1,9 @@
 """Stage `metrics`: each experiment's statistics over its runs (one run per seed).
 
-Reads `experiments`, `seeds` and `stats` from params, the evaluation episodes (`--evals`, a folder
-of `<exp>-<seed>.csv`) and the progress curves (`--progress-dir`, `<exp>-<seed>.csv`: the
-evaluations during training). A run's score is the mean return of its evaluation episodes
+Reads `experiments`, `seeds`, `stats` and `evaluate.episodes` from params, the evaluation episodes
+(`--evals`, a folder of `<exp>-<seed>.csv`, each of `evaluate.episodes` rows) and the progress
+curves (`--progress-dir`, `<exp>-<seed>.csv`: the evaluations during training), each checked as
+it is read (`rlrepro.results`). A run's score is the mean return of its evaluation episodes
 (`rlrepro.results.stats`, rliable's definitions). Writes per experiment, into `--stats`,
 `<exp>.json`:
 - every run's score, by seed (`seeds`, `run_scores`);
@@ -39,6 +40,7 @@ import pandas as pd
 from rlrepro import console
 from rlrepro.core import layout, params
 from rlrepro.core.files import remove_others, write_json
+from rlrepro.results import read_progress, read_returns
 from rlrepro.results.bounds import return_bounds
 from rlrepro.results.stats import (
     MIN_RUNS,
@@ -228,10 +230,10 @@ def headline(stats: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _returns(paths: Paths, name: str, seeds: tuple[int, ...]) -> list[np.ndarray]:
+def _returns(paths: Paths, name: str, seeds: tuple[int, ...], episodes: int) -> list[np.ndarray]:
     files = [layout.run_file(paths.evals, name, seed, ".csv") for seed in seeds]
     files = layout.require(files, "evaluation")
-    return [pd.read_csv(file)["episode_return"].to_numpy() for file in files]
+    return [read_returns(file, episodes) for file in files]
 
 
 def metrics(raw: dict[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
@@ -242,7 +244,8 @@ def metrics(raw: dict[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
     names = sorted(params.section_names(raw, "experiments"))
     experiments = {name: params.experiment(raw, name) for name in names}
     envs = {name: exp.env for name, exp in experiments.items()}
-    returns = {name: _returns(paths, name, seeds) for name in names}
+    episodes = params.section(raw, params.Evaluation, "evaluate").episodes
+    returns = {name: _returns(paths, name, seeds, episodes) for name in names}
     scores = {name: np.array([np.mean(a) for a in returns[name]]) for name in names}
     pairs = improvements(scores, envs, settings)
     result = {}
@@ -250,11 +253,10 @@ def metrics(raw: dict[str, Any], paths: Paths) -> dict[str, dict[str, Any]]:
         threshold = gym.spec(exp.env).reward_threshold
         hits = None
         if exp.periodic_eval is not None and threshold is not None:
+            files = [layout.run_file(paths.progress_dir, name, s, ".csv") for s in seeds]
             hits = [
-                steps_to_threshold(
-                    pd.read_csv(layout.run_file(paths.progress_dir, name, s, ".csv")), threshold
-                )
-                for s in seeds
+                steps_to_threshold(read_progress(file, exp), threshold)
+                for file in layout.require(files, "progress")
             ]
         bounds = return_bounds(exp.env)
         rng = generator(settings.seed, name)

@@ -6,14 +6,13 @@ Run it deliberately, when the simulator changed on purpose (a new MuJoCo), then 
 """
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from rlrepro import console
 from rlrepro.core import layout, params
 from rlrepro.core.files import write_json
-from rlrepro.machine.physics import rollout_digest
+from rlrepro.machine.physics import read_references, rollout_digest
 
 
 def record(params_file: Path, references: Path) -> dict[str, str]:
@@ -21,7 +20,7 @@ def record(params_file: Path, references: Path) -> dict[str, str]:
     raw = params.read(params_file)
     settings = params.section(raw, params.EnvCheck, "env_check")
     envs = sorted({params.experiment(raw, n).env for n in params.section_names(raw, "experiments")})
-    known = json.loads(references.read_text()) if references.is_file() else {}
+    known = read_references(references) if references.is_file() else {}
     found = {}
     for env_id in envs:
         found[env_id] = rollout_digest(env_id, settings.digest_steps, settings.digest_seed)

@@ -41,7 +41,8 @@ import yaml
 
 from rlrepro import console
 from rlrepro.core import layout, params
-from rlrepro.core.errors import UserError
+from rlrepro.core.errors import StageError, UserError
+from rlrepro.core.readers import CSV_LIMIT, read_text
 from rlrepro.machine import ALLOW_PHYSICS_VAR
 from rlrepro.results.stats import welch_p
 from rlrepro.training import trace
@@ -72,7 +73,11 @@ def trace_parting(committed: str | None, rerun: Path) -> str | None:
     """Where a rerun's training trace first parts from the committed one's text, if they do."""
     if committed is None or not rerun.is_file():
         return None
-    ours, theirs = trace.parse(rerun.read_text()), trace.parse(committed)
+    try:
+        ours = trace.parse(read_text(rerun, "training trace", CSV_LIMIT))
+        theirs = trace.parse(committed)
+    except (StageError, ValueError) as err:
+        return f"traces cannot be compared: {err}"
     point = trace.first_parting(ours, theirs)
     if point is None:
         return None
@@ -87,11 +92,15 @@ def episode_parting(committed: str | None, rerun: Path) -> str | None:
     """The first episode whose row in a rerun's evaluation CSV differs from the committed one."""
     if committed is None or not rerun.is_file():
         return None
-    ours = list(csv.reader(rerun.read_text().splitlines()))
+    try:
+        ours = list(csv.reader(read_text(rerun, "evaluation CSV", CSV_LIMIT).splitlines()))
+    except StageError as err:
+        return f"episodes cannot be compared: {err}"
     theirs = list(csv.reader(committed.splitlines()))
     for index, (row, was) in enumerate(zip(ours[1:], theirs[1:], strict=False)):
         if row != was:
-            return f"first differing episode {index}: return {row[1]}, committed {was[1]}"
+            ret, committed_ret = (r[1] if len(r) > 1 else ",".join(r) for r in (row, was))
+            return f"first differing episode {index}: return {ret}, committed {committed_ret}"
     return None if len(ours) == len(theirs) else "the number of episodes differs"
 
 

@@ -104,5 +104,5 @@ def require(files: list[Path], what: str) -> list[Path]:
     """
     missing = [str(file) for file in files if not file.is_file()]
     if missing:
-        raise StageError(f"no {what} {', '.join(missing)}; run `dvc repro` to make it")
+        raise StageError(f"no {what} {', '.join(missing)}; run `dvc repro`, which writes them")
     return files

@@ -5,8 +5,9 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from packaging.requirements import Requirement
+from packaging.requirements import InvalidRequirement, Requirement
 
+from rlrepro.core import readers
 from rlrepro.core.errors import StageError
 
 # The packages whose versions a reader of the results needs to see, in this order.
@@ -25,13 +26,27 @@ def locked(path: Path) -> list[Requirement]:
     """The `name==version` requirements of a pip-compile lock file (its `--hash` options and
     option lines such as `--extra-index-url` left out).
 
-    :raises StageError: when the file is missing.
+    :raises StageError: when the file is missing, larger than `readers.TEXT_LIMIT`, not
+        UTF-8, or has a line that is not a requirement.
     """
     if not path.is_file():
         raise StageError(f"{path}: no such lock file; run `make lock` to create it")
-    text = path.read_text().replace("\\\n", " ")  # a requirement continued over its hashes
-    lines = (line.split("#", 1)[0].split(" --hash=", 1)[0].strip() for line in text.splitlines())
-    return [Requirement(line) for line in lines if line and not line.startswith("-")]
+    remedy = "restore it (`git checkout -- requirements.txt`) or run `make lock`"
+    text = readers.read_text(path, "lock file", remedy=remedy)
+    text = text.replace("\\\n", " ")  # a requirement continued over its hashes
+    found = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].split(" --hash=", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        try:
+            found.append(Requirement(line))
+        except InvalidRequirement:
+            raise StageError(
+                f"{path}: {readers.show(line)} is not a requirement, expected `name==version`; "
+                f"{remedy}"
+            ) from None
+    return found
 
 
 def key_versions(requirements: list[Requirement]) -> dict[str, str]:

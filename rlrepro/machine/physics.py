@@ -7,7 +7,6 @@ the exact bytes of every observation, reward and termination flag, so one ulp of
 """
 
 import hashlib
-import json
 import os
 import platform
 import sys
@@ -19,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 
 from rlrepro.core.errors import StageError
+from rlrepro.core.readers import read_json
 from rlrepro.machine import ALLOW_PHYSICS_VAR
 
 
@@ -51,10 +51,26 @@ def _action(space: gym.Space[Any], rng: np.random.Generator) -> Any:
     raise StageError(f"no fixed action sequence for {space}: the digest takes Box or Discrete")
 
 
+# The committed references: per env id, the rollout's steps and seed and its digest.
+REFERENCES_SHAPE = {"*": {"steps": int, "seed": int, "sha256": str}}
+
+
+def read_references(path: Path) -> dict[str, dict[str, Any]]:
+    """The physics references in `path` (`REFERENCES_SHAPE`), checked as they are read.
+
+    :raises StageError: when the file is too large, not UTF-8, not JSON or of another shape.
+    """
+    remedy = f"restore it with git (`git checkout -- {path.name}` in its folder), or `make digests`"
+    known: dict[str, dict[str, Any]] = read_json(
+        path, "physics references", REFERENCES_SHAPE, remedy=remedy
+    )
+    return known
+
+
 def check(env_id: str, steps: int, seed: int, references: Path) -> str:
     """The digest of `env_id`'s fixed rollout, checked against the committed `references`.
 
-    :raises StageError: when `references` is missing or not JSON, has no reference for
+    :raises StageError: when `references` is missing or damaged, has no reference for
         `env_id`, `steps` and `seed`, or the
         digest differs from it (unless `ALLOW_PHYSICS_VAR` is 1: then a warning on stderr).
     """
@@ -64,14 +80,9 @@ def check(env_id: str, steps: int, seed: int, references: Path) -> str:
             f"(`git checkout -- {references.name}` in its folder), or record this machine's with "
             "`make digests`"
         )
-    try:
-        known = json.loads(references.read_text())
-    except json.JSONDecodeError as err:
-        raise StageError(
-            f"{references}: not valid JSON ({err}); restore it with git, or `make digests`"
-        ) from None
+    known = read_references(references)
     digest = rollout_digest(env_id, steps, seed)
-    expected = known.get(env_id, {}) if isinstance(known, dict) else {}
+    expected = known.get(env_id, {})
     if expected.get("steps") != steps or expected.get("seed") != seed:
         raise StageError(
             f"{references}: no physics digest for {env_id} with steps={steps}, seed={seed}; "

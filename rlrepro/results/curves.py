@@ -6,18 +6,19 @@ import numpy as np
 import pandas as pd
 
 from rlrepro.core.errors import StageError
+from rlrepro.core.readers import Rows, read_csv
+from rlrepro.results import CURVE_COLUMNS
 from rlrepro.results.stats import t_interval
 
 
 def read_curve(path: Path) -> pd.DataFrame:
-    """A learning curve CSV (step, episode_return, episode_length).
+    """A learning curve CSV (step, episode_return, episode_length), checked as it is read.
 
-    :raises StageError: when it holds no episode.
+    :raises StageError: when it holds no episode, or is missing or damaged
+        (`rlrepro.core.readers.read_csv`).
     """
-    frame = pd.read_csv(path)
-    if frame.empty:
-        raise StageError(f"{path}: no finished episode; raise the training budget")
-    return frame
+    rows = Rows(none="no finished episode; raise the training budget")
+    return read_csv(path, "learning curve CSV", CURVE_COLUMNS, rows)
 
 
 def smooth(returns: np.ndarray, window: int) -> np.ndarray:

@@ -93,6 +93,10 @@ def _stopped(signum: int, why: str) -> StoppedError:
     return StoppedError(f"{_stop.label}: stopped by {name}{where}; {after}", signum)
 
 
+# A snapshot's first line: the run's key and the body's sha256, in hex, and a space and a newline.
+_HEADER_LIMIT = 64 + 1 + 64 + 1
+
+
 def _on_signal(signum: int, _frame: object) -> None:
     """A stop signal. With snapshots (`waits`), note it: the training loop writes a snapshot
     and stops at its next top, or the timer (`GRACE_SECONDS`) stops it without one (a long
@@ -197,16 +201,29 @@ class Snapshots:
         no snapshot or its key is another run's (or it is damaged: then the run starts over)."""
         try:
             with self.path.open("rb") as file:
-                header = file.readline().split()
+                header = file.readline(_HEADER_LIMIT).split()
+                if len(header) != 2 or header[0] != self.key.encode():
+                    return None  # another run's, or not a snapshot
                 body = file.read()
         except FileNotFoundError:
             return None
-        if len(header) != 2 or header[0].decode() != self.key:
-            return None
-        if hashlib.sha256(body).hexdigest() != header[1].decode():
+        except OSError as err:
+            raise StageError(
+                f"{self.path}: cannot read the snapshot ({err.strerror}); remove it to start over"
+            ) from None
+        if hashlib.sha256(body).hexdigest().encode() != header[1]:
             print(f"{self.path}: damaged snapshot, ignored; starting over", file=sys.stderr)
             return None
         state: dict[str, Any] = pickle.loads(body)  # our own file, its key matched
+        if (
+            not isinstance(state, dict)
+            or not isinstance(state.get("step"), int)
+            or ("rngs" not in state)
+        ):
+            raise StageError(
+                f"{self.path}: a snapshot of this run without its step or RNGs; remove it to "
+                "start over"
+            )
         rngs = state.pop("rngs")
         random.setstate(rngs["python"])
         np.random.set_state(rngs["numpy"])

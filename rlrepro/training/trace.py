@@ -79,11 +79,21 @@ class Trace:
 
 
 def parse(text: str) -> list[TracePoint]:
-    """The points of a trace CSV's text (header `TRACE_HEADER`), as training wrote them."""
+    """The points of a trace CSV's text (header `TRACE_HEADER`), as training wrote them.
+
+    :raises ValueError: naming the line, when the text is not a whole trace.
+    """
     rows = list(csv.reader(text.splitlines()))
     if not rows or tuple(rows[0]) != TRACE_HEADER:
         raise ValueError(f"not a training trace: expected the header {','.join(TRACE_HEADER)}")
-    return [TracePoint(int(u), int(s), p, o) for u, s, p, o in rows[1:]]
+    points = []
+    for number, row in enumerate(rows[1:], start=2):
+        if len(row) != len(TRACE_HEADER) or not (row[0].isdigit() and row[1].isdigit()):
+            raise ValueError(
+                f"not a training trace: line {number} is not `{','.join(TRACE_HEADER)}`"
+            )
+        points.append(TracePoint(int(row[0]), int(row[1]), row[2], row[3]))
+    return points
 
 
 def first_parting(a: list[TracePoint], b: list[TracePoint]) -> TracePoint | None:
