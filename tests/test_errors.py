@@ -154,7 +154,7 @@ BAD_NAMES = [INJECTION, "/tmp/somewhere/pwned", "..", "a/../../b", "x" * 300, ""
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_a_name_that_could_reach_a_shell_or_leave_its_folder_is_refused(name: str) -> None:
     with pytest.raises(
-        ParamsError, match=r"^experiments: the name .* is not accepted: expected lower-case"
+        ParamsError, match=r"^experiments\..*: not a valid name: expected lower-case"
     ):
         layout.experiment_file(Path("data/env_check"), name, ".json")
     with pytest.raises(ParamsError):
@@ -164,7 +164,7 @@ def test_a_name_that_could_reach_a_shell_or_leave_its_folder_is_refused(name: st
 def test_a_long_name_is_shown_cut_in_its_line() -> None:
     with pytest.raises(ParamsError) as caught:
         layout.check_name("x" * 300)
-    assert "300 characters" in str(caught.value) and len(str(caught.value)) < 200
+    assert "300 characters" in str(caught.value) and len(str(caught.value)) < 240
 
 
 @pytest.mark.parametrize("name", ["..", "../x.json", "/etc/passwd", "a/b.json", ""])
@@ -197,7 +197,7 @@ def test_env_check_refuses_a_bad_name_before_writing_anything(
     args += ["--references", str(paths.references), "--facts", str(paths.facts)]
     assert env_check.main([*args, "--reports", str(reports)]) == 2
     line = one_error_line(capsys.readouterr().err)
-    assert line.startswith("error: experiments: the name ") and "is not accepted" in line
+    assert line.startswith("error: experiments.") and "not a valid name" in line
     assert [p.name for p in reports.iterdir()] == ["cartpole-ppo.json"]
     assert not outside.parent.exists() and not paths.facts.exists()
 
@@ -290,7 +290,7 @@ def test_the_runner_refuses_a_bad_name_before_asking_dvc(
     write_params(project / "params.yaml", data)
     code, line = runner(project)
     assert code == 2
-    assert line.startswith("error: params.yaml: experiments: the name "), line
+    assert line.startswith("error: params.yaml: experiments.") and "not a valid name" in line, line
     assert not (project / "INJECTED").exists() and not outside.parent.exists()
     assert run(project, "git", "status", "--porcelain").stdout == " M params.yaml\n"
 

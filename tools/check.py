@@ -65,13 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     only.add_argument("--workspace", action="store_true", help="only the workspace's files")
     only.add_argument("--cache", action="store_true", help="only DVC's cache objects")
     args = parser.parse_args(argv)
-    same = [True]
-
-    def work() -> None:
-        same[0] = check(workspace=not args.cache, cache=not args.workspace)
-
-    return console.run(work) or (0 if same[0] else 1)
+    return 0 if check(workspace=not args.cache, cache=not args.workspace) else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console.run(main))

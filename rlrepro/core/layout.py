@@ -34,15 +34,18 @@ NAME_TEXT = (
 )
 
 
-def check_name(name: str) -> str:
-    """`name` (an experiment's), checked to be safe as part of a file name and in a shell
-    command (`NAME`).
+def check_name(name: object, where: str | None = None) -> str:
+    """`name` (an experiment's), checked against `NAME`: safe as part of a file name, a DVC
+    stage name and a shell word.
 
-    :raises ParamsError: naming the experiment and what is accepted.
+    :param where: the key the message names (default: `experiments.<name>`).
+    :raises ParamsError: naming the key and the rule.
     """
     if not isinstance(name, str) or not NAME.fullmatch(name):
+        plain = isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", name)
+        label = name if plain else shown(name)
         raise ParamsError(
-            f"experiments: the name {shown(name)} is not accepted: expected {NAME_TEXT} characters"
+            f"{where or f'experiments.{label}'}: not a valid name: expected {NAME_TEXT} characters"
         )
     return name
 

@@ -511,10 +511,8 @@ def section_names(raw: dict[str, Any], key: str) -> list[str]:
 
 
 def check_name(name: Any, where: str) -> str:
-    """`name` when it is a name (`NAME_RULE`). :raises ParamsError: naming `where` and the rule."""
-    if not isinstance(name, str) or not NAME_RULE.fullmatch(name):
-        raise ParamsError(f"{where}: not a valid name: expected {NAME_TEXT} characters")
-    return name
+    """`name` when it is a name (`layout.NAME`). :raises ParamsError: naming `where`."""
+    return layout.check_name(name, where)
 
 
 def experiment(raw: dict[str, Any], name: str) -> Experiment:
