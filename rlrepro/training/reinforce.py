@@ -69,9 +69,10 @@ def acting(
 
     The observation is a row, so that each layer is one `addmm` with its bias (a 1-d input
     costs a `mm`, views and an `add`: 25 ops a step instead of 13). The bits are those of
-    `policy.forward` on the one observation (tests/test_helpers.py); a batch of many rows goes
-    to other matrix kernels, with other bits. The calls go straight to the parameter tensors,
-    which the optimizer updates in place, without `nn.Module`'s overhead.
+    `policy.forward` on the one observation (tests/test_helpers.py), as they are for that row in
+    any batch: the products' elements are computed one by one (`rlrepro.numerics`' matmul).
+    The calls go straight to the parameter tensors, which the optimizer updates in place,
+    without `nn.Module`'s overhead.
     """
     layers = list(policy.shared)  # Linear, activation, Linear, activation, ... (`networks.mlp`)
     hidden: list[tuple[torch.Tensor, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]] = [
