@@ -89,7 +89,7 @@ BAD_CASES = [
             f"{PPO}.polcy",
             "unknown key",
             (
-                "accepted: algo, budget, env, hyperparams, max_days, n_envs, normalize, "
+                "accepted: algo, allow_nonportable_ops, budget, env, hyperparams, max_days, n_envs, normalize, "
                 "periodic_eval, policy"
             ),
         ],
@@ -219,7 +219,7 @@ BAD_CASES = [
     (
         lambda d: _set(d, f"{PPO}.polcy", d["experiments"]["cartpole-ppo"].pop("policy")),
         "cartpole-ppo",
-        [f"{PPO}.polcy: unknown key; did you mean `policy`? accepted: algo, budget, env"],
+        [f"{PPO}.polcy: unknown key; did you mean `policy`? accepted: algo, allow_nonportable_ops, budget, env"],
     ),
 ]
 

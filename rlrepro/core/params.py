@@ -156,6 +156,9 @@ class Experiment:
     :param periodic_eval: the evaluation during training, or none.
     :param max_days: the longest the training may take, in days at the speed measured in its
         first seconds; a budget that would take longer is refused (a typo's safeguard).
+    :param allow_nonportable_ops: ATen ops (`aten::convolution`) outside the portable op set
+        (`rlrepro.numerics.ops`) that this experiment's training may use, its bytes then
+        differing between machines; any other is refused before training.
     """
 
     env: str
@@ -167,6 +170,7 @@ class Experiment:
     normalize: Normalize | None = None
     periodic_eval: PeriodicEval | None = None
     max_days: float = 1.0
+    allow_nonportable_ops: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

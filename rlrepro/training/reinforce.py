@@ -141,6 +141,32 @@ def _update(
     optimizer.step()
 
 
+def probe(exp: Experiment, name: str, steps: int = 3) -> None:
+    """One update of `exp`'s own policy on its first `steps` steps, then its mean actor on one
+    observation: the ops a training and an evaluation of `exp` dispatch."""
+    settings = config(exp, name)
+    env: gym.Env[np.ndarray, np.ndarray] = gym.make(exp.env)
+    obs_dim, act_dim, low, high = box_dims(env)
+    policy = GaussianPolicy(
+        obs_dim, act_dim, exp.policy.hidden, exp.policy.activation, settings.std_eps
+    )
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=settings.learning_rate)
+    numerics.fuse(optimizer)
+    act, generator = acting(policy, low, high), torch.Generator().manual_seed(0)
+    obs, _ = env.reset(seed=0)
+    observations, actions, rewards = [], [], []
+    with torch.no_grad():
+        for _ in range(steps):
+            action, clipped = act(obs, torch.randn(act_dim, generator=generator))
+            observations.append(obs)
+            actions.append(action)
+            obs, reward, *_ = env.step(clipped)
+            rewards.append(float(reward))
+    _update(policy, optimizer, (observations, actions, rewards), settings.gamma)
+    mean_actor(policy, env)(obs)
+    env.close()
+
+
 def _torch_bytes(obj: object) -> bytes:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
