@@ -115,3 +115,19 @@ def test_the_probe_is_cheap() -> None:
         start = time.perf_counter()
         training.check_ops(exp, name)
         assert time.perf_counter() - start < 2.0, name
+
+
+@pytest.mark.parametrize("exp", ["cartpole-ppo", "pendulum-reinforce"])
+def test_the_check_changes_no_byte_of_the_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exp: str
+) -> None:
+    """A training checked first writes the bytes of one never checked: the check's update runs
+    before the seeding and leaves nothing behind (seed 1: the check's models take seed 0)."""
+    raw = tiny_params()
+    checked = train_paths(tmp_path / "checked", exp, seed=1)
+    train.train(train.job(raw, exp, 1), checked)
+    monkeypatch.setattr(training, "check_ops", lambda *_: None)
+    unchecked = train_paths(tmp_path / "unchecked", exp, seed=1)
+    train.train(train.job(raw, exp, 1), unchecked)
+    for field in ("model", "curve", "trace", "progress"):
+        assert getattr(checked, field).read_bytes() == getattr(unchecked, field).read_bytes()

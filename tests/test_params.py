@@ -89,8 +89,8 @@ BAD_CASES = [
             f"{PPO}.polcy",
             "unknown key",
             (
-                "accepted: algo, allow_nonportable_ops, budget, env, hyperparams, max_days, n_envs, normalize, "
-                "periodic_eval, policy"
+                "accepted: algo, allow_nonportable_ops, budget, env, hyperparams, max_days, "
+                "n_envs, normalize, periodic_eval, policy"
             ),
         ],
     ),
@@ -219,7 +219,9 @@ BAD_CASES = [
     (
         lambda d: _set(d, f"{PPO}.polcy", d["experiments"]["cartpole-ppo"].pop("policy")),
         "cartpole-ppo",
-        [f"{PPO}.polcy: unknown key; did you mean `policy`? accepted: algo, allow_nonportable_ops, budget, env"],
+        [
+            f"{PPO}.polcy: unknown key; did you mean `policy`? accepted: algo, allow_nonportable_ops, budget, env"
+        ],
     ),
 ]
 
