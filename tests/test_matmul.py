@@ -46,15 +46,16 @@ def _installed() -> None:
 
 
 def _lanes() -> list[int]:
-    """The vector widths this CPU can run matmul.c with: 8 (AVX2), and 16 if it has AVX-512."""
+    """The vector widths this CPU can run matmul.c with: 1 (the generic loop of other CPUs),
+    8 (AVX2), and 16 if it has AVX-512."""
     native = portable._native_library
     assert native is not None, "the compiled kernels are not installed"
-    widths = sorted({native.rl_matmul_lanes(8), native.rl_matmul_lanes(16)})
+    widths = sorted({native.rl_matmul_lanes(w) for w in (1, 8, 16)})
     native.rl_matmul_lanes(0)
     return widths
 
 
-@pytest.fixture(params=[8, 16], ids=["avx2", "avx512"])
+@pytest.fixture(params=[1, 8, 16], ids=["generic", "avx2", "avx512"])
 def lanes(request: pytest.FixtureRequest) -> object:
     """matmul.c at each vector width (skipped where the CPU lacks it), the widest after."""
     if request.param not in _lanes():
