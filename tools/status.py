@@ -26,7 +26,10 @@ def _shown(names: Iterable[str], most: int = 4) -> str:
 def summary(status: dict[str, list[Any]], stages: int) -> list[str]:
     """The lines of the summary of `dvc status --json`'s `status`, for a pipeline of `stages`
     stages."""
-    missing, code, params, always = set(), {}, {}, []
+    missing: set[str] = set()
+    code: dict[str, set[str]] = {}
+    params: dict[str, set[str]] = {}
+    always: list[str] = []
     for stage, reasons in status.items():
         for reason in reasons:
             if reason == "always changed":
