@@ -131,3 +131,20 @@ def test_the_check_changes_no_byte_of_the_training(
     train.train(train.job(raw, exp, 1), unchecked)
     for field in ("model", "curve", "trace", "progress"):
         assert getattr(checked, field).read_bytes() == getattr(unchecked, field).read_bytes()
+
+
+def test_sac_with_gsde_needs_log1p_allowed() -> None:
+    """SB3's SAC with gSDE inverts its tanh with log1p, which has no portable kernel yet: the
+    check names it, and it alone."""
+    raw = tiny_params()
+    raw["experiments"] = {
+        "sac-gsde": {
+            "env": "InvertedPendulum-v5",
+            "algo": "sac",
+            "budget": {"steps": 300},
+            "policy": {"hidden": [8], "activation": "relu"},
+            "hyperparams": {"use_sde": True},
+        }
+    }
+    exp = params.experiment(raw, "sac-gsde")
+    assert ops.unlisted(ops.used(lambda: training.sb3.probe(exp, "sac-gsde"))) == ["aten::log1p"]

@@ -8,6 +8,10 @@ REINFORCE) and every activation of params' `ACTIVATIONS` dispatch, logged with
 layer, `matmul` or attention reach. Before training, the train stage runs one update of the
 experiment's own network under `OpNames` and refuses an op outside the set unless the experiment
 lists it in `allow_nonportable_ops` (`rlrepro.training.check_ops`).
+
+Not listed, though SB3 can reach it: `log1p` (SAC with gSDE, `use_sde`, inverts its tanh with
+it), whose float32 values past ATen's last full vector come from the C library's `log1pf`,
+which glibc 2.41 changed.
 """
 
 from collections.abc import Callable
@@ -38,7 +42,7 @@ _EXACT = (
     *("neg", "reciprocal", "relu", "remainder", "rsub", "sign", "sub", "sub_", "where"),
     *("threshold_backward", "tanh_backward", "sigmoid_backward", "masked_fill_"),
     *("leaky_relu", "leaky_relu_backward", "eq", "ge", "gt", "le", "lt", "max", "min"),
-    *("argmax", "_foreach_add_", "_foreach_mul_"),
+    *("argmax", "_foreach_add_", "_foreach_mul_", "hardtanh", "hardtanh_backward"),
 )
 _DATA = (
     *("_is_all_true", "_local_scalar_dense", "_to_copy", "all", "bitwise_and", "cat", "clone"),
