@@ -148,3 +148,16 @@ def test_sac_with_gsde_needs_log1p_allowed() -> None:
     }
     exp = params.experiment(raw, "sac-gsde")
     assert ops.unlisted(ops.used(lambda: training.sb3.probe(exp, "sac-gsde"))) == ["aten::log1p"]
+
+
+def test_inference_mode_composites_are_listed_and_fused_attention_is_not() -> None:
+    """Under inference_mode a mode sees linear and matmul whole (listed: they decompose into
+    our products); an attention's fused fast path has products of its own (refused)."""
+    x, w = torch.ones(5, 17), torch.ones(4, 17)
+    attention = torch.nn.MultiheadAttention(16, 2, batch_first=True).eval()
+    q = torch.ones(2, 5, 16)
+    with torch.inference_mode():
+        names = ops.used(lambda: (torch.nn.functional.linear(x, w), x @ w.t(), x[0] @ x[1]))
+        assert {"aten::linear", "aten::matmul"} <= names and ops.unlisted(names) == []
+        fused = ops.used(lambda: attention(q, q, q, need_weights=False))
+        assert ops.unlisted(fused) == ["aten::_native_multi_head_attention"]

@@ -9,9 +9,11 @@ layer, `matmul` or attention reach. Before training, the train stage runs one up
 experiment's own network under `OpNames` and refuses an op outside the set unless the experiment
 lists it in `allow_nonportable_ops` (`rlrepro.training.check_ops`).
 
-Not listed, though SB3 can reach it: `log1p` (SAC with gSDE, `use_sde`, inverts its tanh with
-it), whose float32 values past ATen's last full vector come from the C library's `log1pf`,
-which glibc 2.41 changed.
+Not listed: attention's fused kernels (`_native_multi_head_attention`, the fast path of an
+`nn.MultiheadAttention` in eval mode without gradients, and `scaled_dot_product_attention`), whose
+products and softmax are their own; and, though SB3 can reach it, `log1p` (SAC with gSDE,
+`use_sde`, inverts its tanh with it), whose float32 values past ATen's last full vector come
+from the C library's `log1pf`, which glibc 2.41 changed.
 """
 
 from collections.abc import Callable
@@ -30,6 +32,8 @@ REASONS: dict[str, str] = {
     "random": "ATen's CPU generator (mt19937) and its transforms, pinned to AVX2 like the above",
     "lapack": "MKL's LAPACK under MKL_CBWR=COMPATIBLE (orthogonal initialisation's QR)",
     "none": "no tensor values: the profiler's markers",
+    "composite": "made of the ops above as torch decomposes it (under inference_mode a mode sees "
+    "it whole): linear and matmul into the products, einsum into products and sums",
 }
 
 _OURS = (
@@ -66,6 +70,7 @@ PORTABLE: dict[str, str] = {
     **{f"aten::{op}": "pinned" for op in _PINNED},
     **{f"aten::{op}": "random" for op in _RANDOM},
     "aten::linalg_qr": "lapack",
+    **{f"aten::{op}": "composite" for op in ("linear", "matmul", "einsum")},
     "profiler::_record_function_enter_new": "none",
     "profiler::_record_function_exit": "none",
 }
