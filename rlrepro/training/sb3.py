@@ -211,23 +211,29 @@ def _optimizers(model: BaseAlgorithm) -> list[th.optim.Optimizer]:
 
 # Hyperparameters that make `probe`'s training one or two updates long, by family.
 _PROBE_SIZES: dict[str, dict[str, Any]] = {
-    "on_policy": {"n_steps": 4, "batch_size": 4, "n_epochs": 1},
-    "off_policy": {"learning_starts": 4, "buffer_size": 16, "batch_size": 4, "train_freq": 1},
+    "on_policy": {"n_epochs": 1},
+    "off_policy": {"learning_starts": 4, "buffer_size": 16, "train_freq": 1, "gradient_steps": 2},
 }
 
 
 def probe(exp: Experiment, name: str) -> None:
     """A few updates of `exp`'s own model (its network, hyperparameters and normalisation; one
     env, a few steps; TD3's delayed actor update included), then its deterministic actor on one
-    observation: the ops a training and an evaluation of `exp` dispatch."""
+    observation: the ops a training and an evaluation of `exp` dispatch. The batch size stays
+    the experiment's (an on-policy rollout is one batch long), so SB3 refuses a bad one here
+    as it would in the training."""
     taken = inspect.signature(sb3_class(exp.algo)).parameters
     family = "off_policy" if "learning_starts" in taken else "on_policy"
     sizes = {k: v for k, v in _PROBE_SIZES[family].items() if k in taken}
-    if family == "off_policy":
-        sizes["gradient_steps"] = 2
+    steps = 8
+    if family == "on_policy":
+        batch = exp.hyperparams.get(
+            "batch_size", taken["batch_size"].default if "batch_size" in taken else 4
+        )
+        steps = sizes["n_steps"] = max(int(batch), 2)
     small = dataclasses.replace(exp, n_envs=1, hyperparams={**exp.hyperparams, **sizes})
     model = _model(small, name, seed=0)
-    model.learn(total_timesteps=8)
+    model.learn(total_timesteps=steps)
     env = model.get_env()
     assert env is not None
     _actor(model)(np.asarray(env.reset()))
