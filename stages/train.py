@@ -79,8 +79,13 @@ def job(raw: dict[str, Any], name: str, seed: int) -> Job:
 
 
 def train(job: Job, paths: Paths) -> training.Result:
-    """Train `job`; write the checkpoint, the curves, the trace and the timing to `paths`."""
+    """Check that `job`'s network uses only portable ops (`training.check_ops`), then train it;
+    write the checkpoint, the curves, the trace and the timing to `paths`.
+
+    :raises ParamsError: for an op outside the portable set that the experiment does not allow.
+    """
     numerics.configure_torch(job.numerics.torch_threads)
+    training.check_ops(job.experiment, job.name)
     numerics.seed_everything(job.seed)
     ((unit, amount),) = job.experiment.budget.items()
     label = f"{job.name} seed {job.seed}"

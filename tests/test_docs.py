@@ -87,8 +87,9 @@ def tour_commands() -> list[str]:
 
 def _exp_show() -> str:
     """The README's recommended `dvc exp show` command line."""
-    found = [c for c in tour_commands() if c.startswith("dvc exp show")]
-    assert found, "the quick tour has no `dvc exp show`"
+    code = _code(ROOT / "README.md").splitlines()
+    found = [c.strip() for c in code if c.strip().startswith("dvc exp show")]
+    assert found, "the README has no `dvc exp show`"
     return found[0]
 
 
@@ -106,6 +107,22 @@ def fresh_clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("command", tour_commands())
 def test_quick_tour_command_runs_in_a_fresh_clone(fresh_clone: Path, command: str) -> None:
     run(fresh_clone, "bash", "-ec", command, env={"COLUMNS": "120"})
+
+
+def test_the_quick_tour_reads_in_under_40_lines(fresh_clone: Path) -> None:
+    """The whole tour, run as one script in a fresh clone (no checkpoints), prints fewer than 40
+    lines: `dvc status`'s hundreds of lines about missing outputs are summarised."""
+    shown = run(fresh_clone, "bash", "-ec", "\n".join(tour_commands()), env={"COLUMNS": "120"})
+    lines = (shown.stdout + shown.stderr).splitlines()
+    assert len(lines) < 40, "\n".join(lines)
+    assert any("without their outputs here" in line for line in lines), "\n".join(lines)
+
+
+def test_the_readme_lists_every_make_target_as_make_help_does() -> None:
+    """The README's copy of `make help` is the output of `make help`."""
+    shown = run(ROOT, "make", "--no-print-directory", "-s", "help").stdout
+    readme = (ROOT / "README.md").read_text()
+    assert "".join(f"    {line}\n" for line in shown.splitlines()) in readme, shown
 
 
 def test_exp_show_fits_120_columns(reproduced: Path, tmp_path: Path) -> None:

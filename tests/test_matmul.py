@@ -1,11 +1,15 @@
 """rlrepro.numerics' float32 matrix product (matmul.c): the reference's bits on every shape class
-in use, every call form, both vector widths; the reference itself against the C library's fmaf."""
+in use, every product op (mm, addmm, bmm, mv, addmv, dot, vdot, baddbmm, addbmm and what
+matmul, linear and einsum decompose into), every call form, both vector widths; the reference
+itself against the C library's fmaf."""
 
+import contextlib
 import ctypes
 import ctypes.util
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -42,15 +46,16 @@ def _installed() -> None:
 
 
 def _lanes() -> list[int]:
-    """The vector widths this CPU can run matmul.c with: 8 (AVX2), and 16 if it has AVX-512."""
+    """The vector widths this CPU can run matmul.c with: 1 (the generic loop of other CPUs),
+    8 (AVX2), and 16 if it has AVX-512."""
     native = portable._native_library
     assert native is not None, "the compiled kernels are not installed"
-    widths = sorted({native.rl_matmul_lanes(8), native.rl_matmul_lanes(16)})
+    widths = sorted({native.rl_matmul_lanes(w) for w in (1, 8, 16)})
     native.rl_matmul_lanes(0)
     return widths
 
 
-@pytest.fixture(params=[8, 16], ids=["avx2", "avx512"])
+@pytest.fixture(params=[1, 8, 16], ids=["generic", "avx2", "avx512"])
 def lanes(request: pytest.FixtureRequest) -> object:
     """matmul.c at each vector width (skipped where the CPU lacks it), the widest after."""
     if request.param not in _lanes():
@@ -146,6 +151,126 @@ def test_a_linear_layer_forward_and_backward_use_it() -> None:
     assert _same(layer.weight.grad, portable._matmul(grad.t(), x))
 
 
+def _vector_layouts(v: torch.Tensor) -> list[torch.Tensor]:
+    """`v` contiguous and as a strided slice."""
+    wide = torch.zeros(2 * v.shape[0] + 1)
+    wide[1::2] = v
+    return [v, wide[1::2]]
+
+
+@pytest.mark.usefixtures("lanes")
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_mv_dot_and_vdot_give_the_reference_bits(shape: tuple[int, int, int]) -> None:
+    """mv (functional and out=) on every layout of the matrix and the vector is `_addmv` with
+    beta 0; dot and vdot (and their out= forms) of every layout are `_dot`."""
+    m, k, _ = shape
+    a, v, w = _random(m, k, seed=17), _random(k, seed=18), _random(k, seed=19)
+    expected = portable._addmv(torch.zeros(m), a, v, 0, 1)
+    products = portable._dot(v, w)
+    for matrix in _layouts(a):
+        for vector in _vector_layouts(v):
+            assert _same(torch.mv(matrix, vector), expected)
+            out = torch.empty(0)
+            assert _same(torch.mv(matrix, vector, out=out), expected) and _same(out, expected)
+    for x in _vector_layouts(v):
+        for y in _vector_layouts(w):
+            for op in (torch.dot, torch.vdot):
+                assert _same(op(x, y), products)
+                out = torch.empty(0)
+                assert _same(op(x, y, out=out), products) and _same(out, products)
+
+
+@pytest.mark.usefixtures("lanes")
+@pytest.mark.parametrize("beta, alpha", [(1, 1), (0, 1), (1, 0.5), (-2, 3)])
+def test_addmv_baddbmm_and_addbmm_in_every_form_give_the_reference_bits(
+    beta: float, alpha: float
+) -> None:
+    """addmv, baddbmm and addbmm with every shape of `self` that broadcasts, functional, out=
+    and in-place, are `_addmv`, `_baddbmm` and `_addbmm`; with beta 0 a nan in `self` is not
+    read."""
+    a, v = _random(7, 17, seed=20), _random(17, seed=21)
+    b1, b2 = _random(3, 7, 17, seed=22), _random(3, 17, 33, seed=23)
+    cases: list[tuple[Any, str, Callable[..., torch.Tensor], torch.Tensor, torch.Tensor, Any]] = [
+        (torch.addmv, "addmv_", portable._addmv, a, v, [(7,), (1,), ()]),
+        (torch.baddbmm, "baddbmm_", portable._baddbmm, b1, b2, [(33,), (7, 33), (3, 7, 33)]),
+        (torch.addbmm, "addbmm_", portable._addbmm, b1, b2, [(33,), (7, 1), (7, 33), ()]),
+    ]
+    for op, in_place, reference, x, y, shapes in cases:
+        for seed, shape in enumerate(shapes):
+            s = _random(*shape, seed=24 + seed) if shape else torch.tensor(2.5)
+            if beta == 0:
+                s.view(-1)[0] = float("nan")
+            expected = reference(s, x, y, beta, alpha)
+            assert _same(op(s, x, y, beta=beta, alpha=alpha), expected), (op, shape)
+            out = torch.empty(3)
+            op(s, x, y, beta=beta, alpha=alpha, out=out)
+            assert _same(out, expected), (op, shape)
+            if s.shape == expected.shape:
+                assert _same(getattr(s, in_place)(x, y, beta=beta, alpha=alpha), expected)
+
+
+@pytest.mark.usefixtures("lanes")
+def test_matmul_linear_einsum_and_attention_reach_only_our_products() -> None:
+    """torch.matmul over every combination of ranks, F.linear on a vector and on a batch of
+    sequences, einsum and a multi-head attention's forward and backward all give the bits of
+    products computed one by one with the reference."""
+    f = torch.nn.functional
+    v, w, a = _random(17, seed=30), _random(17, seed=31), _random(7, 17, seed=32)
+    b, batch = _random(17, 5, seed=33), _random(3, 7, 17, seed=34)
+    assert _same(v @ w, portable._dot(v, w))
+    assert _same(a @ v, portable._addmv(torch.zeros(7), a, v, 0, 1))
+    assert _same(v @ b, portable._matmul(v[None], b)[0])
+    assert _same(batch @ b, torch.stack([portable._matmul(x, b) for x in batch]))
+    assert _same(
+        batch @ batch.transpose(1, 2),
+        portable._baddbmm(torch.zeros(()), batch, batch.transpose(1, 2), 0, 1),
+    )
+    weight, bias = _random(5, 17, seed=35), _random(5, seed=36)
+    assert _same(f.linear(v, weight, bias), portable._addmm(bias, v[None], weight.t(), 1, 1)[0])
+    expected = portable._addmm(bias, batch.reshape(21, 17), weight.t(), 1, 1).reshape(3, 7, 5)
+    assert _same(f.linear(batch, weight, bias), expected)
+    assert _same(torch.einsum("bij,jk->bik", batch, b), batch @ b)
+    attention = torch.nn.MultiheadAttention(17, 1, batch_first=True)
+    ours = _digests_of_attention(attention, batch)
+    reference = _digests_of_attention(attention, batch, reference=True)
+    assert ours == reference
+
+
+def _digests_of_attention(
+    attention: torch.nn.MultiheadAttention, x: torch.Tensor, reference: bool = False
+) -> list[bytes]:
+    """The bytes of a multi-head attention's output and of its input projection's gradient;
+    with `reference`, under a mode that computes every product op with portable.py's
+    reference instead of the registered kernels."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    aten = torch.ops.aten
+    references: dict[Any, Callable[..., torch.Tensor]] = {
+        aten.mm.default: portable._matmul,
+        aten.bmm.default: portable._bmm,
+        aten.addmm.default: lambda s, a, b, beta=1, alpha=1: portable._addmm(s, a, b, beta, alpha),
+        aten.baddbmm.default: lambda s, a, b, beta=1, alpha=1: portable._baddbmm(
+            s, a, b, beta, alpha
+        ),
+    }
+
+    class Reference(TorchDispatchMode):
+        def __torch_dispatch__(
+            self, func: Any, types: Any, args: Any = (), kwargs: Any = None
+        ) -> Any:
+            if func in references:
+                return references[func](*args, **(kwargs or {}))
+            return func(*args, **(kwargs or {}))
+
+    attention.zero_grad()
+    x = x.clone().requires_grad_(True)
+    with Reference() if reference else contextlib.nullcontext():
+        out, weights = attention(x, x, x, need_weights=True)
+        (out.sum() + weights.sum()).backward()
+    assert attention.in_proj_weight.grad is not None
+    return [t.detach().numpy().tobytes() for t in (out, weights, attention.in_proj_weight.grad)]
+
+
 def test_other_dtypes_and_bad_shapes_go_to_aten() -> None:
     """float64 and integer products are ATen's; a shape mismatch raises ATen's own error."""
     a64, b64 = _random(5, 7).double(), _random(7, 3).double()
@@ -202,14 +327,16 @@ def test_the_reference_fma_is_the_c_librarys_fmaf() -> None:
 
 
 def _digests_in_new_process(setup: str) -> list[str]:
-    """The sha256 of mm, addmm and bmm results on fixed inputs, in a fresh interpreter that runs
+    """The sha256 of every product op's results on fixed inputs, in a fresh interpreter that runs
     `setup` first."""
     code = (
         "import hashlib, rlrepro, torch\n"
         "from tests.test_matmul import _random\n"
         f"{setup}\n"
         "a, b, s = _random(256, 64, seed=14), _random(64, 64, seed=15), _random(64, seed=16)\n"
-        "for r in (torch.mm(a, b), torch.addmm(s, a, b.t()), torch.bmm(a[None], b[None])):\n"
+        "for r in (torch.mm(a, b), torch.addmm(s, a, b.t()), torch.bmm(a[None], b[None]),\n"
+        "          torch.mv(b, s), torch.dot(s, b[0]), torch.vdot(s, b[1]),\n"
+        "          torch.baddbmm(s, a[None], b[None]), torch.addbmm(s, a[None], b[None])):\n"
         "    print(hashlib.sha256(r.numpy().tobytes()).hexdigest())\n"
     )
     done = subprocess.run(

@@ -8,13 +8,14 @@
     python -m tools.op_audit libc OUT.pt FOLDER [--suite trixie] [--portable]
 
 `record` trains and evaluates PPO, A2C, DQN (CartPole-v1), PPO with two envs and `VecNormalize`,
-SAC, TD3, DDPG and REINFORCE (InvertedPendulum-v5) for a few hundred steps under a
-`TorchDispatchMode` that keeps, for every distinct aten overload, a few of its real calls (inputs
-cloned before the call, at most `MAX_SAMPLE_NUMEL` elements). `check` reruns each kept call and
-writes the sha256 of its outputs (and of its tensor arguments after the call, for in-place and
-out= forms); `elementwise` does the same for a fixed set of elementwise, reduction and numpy ops
-on 65,536 inputs over a wide range; `train` digests the final parameters of tiny PPO, TD3, SAC
-and REINFORCE trainings. Run `check`, `elementwise` and `train` natively and under
+SAC, TD3, DDPG and REINFORCE (InvertedPendulum-v5) for a few hundred steps (the runs that
+tests/test_opset.py checks against the portable op set, `rlrepro.numerics.ops`, and lists the ops
+outside it) under a `TorchDispatchMode` that keeps, for every distinct aten overload, a few of its
+real calls (inputs cloned before the call, at most `MAX_SAMPLE_NUMEL` elements). `check` reruns
+each kept call and writes the sha256 of its outputs (and of its tensor arguments after the call,
+for in-place and out= forms); `elementwise` does the same for a fixed set of elementwise, reduction
+and numpy ops on 65,536 inputs over a wide range; `train` digests the final parameters of tiny PPO,
+TD3, SAC and REINFORCE trainings. Run `check`, `elementwise` and `train` natively and under
 `qemu-x86_64 -cpu MODEL`, then `compare` the JSON files. `--portable` first calls
 `rlrepro.numerics.portable.install()`.
 
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import rlrepro  # noqa: F401  (pins the numerical environment before numpy or torch load)
+from rlrepro.numerics import ops
 
 # isort: split
 import numpy as np
@@ -265,6 +267,9 @@ def record(out: Path, portable: bool) -> dict[str, int]:
         by_run[name] = sorted(set(recorder.calls) - before)
         print(f"{name}: {len(recorder.calls)} overloads so far", file=sys.stderr)
     torch.save({"calls": recorder.calls, "samples": recorder.samples, "new_by_run": by_run}, out)
+    names = {str(name).replace(".", "::", 1).rsplit(".", 1)[0] for name in recorder.calls}
+    for name in ops.unlisted(names):
+        print(f"not in the portable op set: {name}", file=sys.stderr)
     return recorder.calls
 
 

@@ -29,19 +29,6 @@ class Episode(NamedTuple):
 CURVE_HEADER = ("step", "episode_return", "episode_length")
 
 
-# Observations go to the policy in blocks of this many rows (padded with zeros): a matrix
-# product's bits for one row depend on whether it falls in a full block of the math library's
-# kernel or in a tail, so whole blocks keep each episode's actions the same at any batch size.
-ROW_BLOCK = 16
-
-
-def _padded(rows: list[np.ndarray]) -> np.ndarray:
-    """`rows` stacked, with zero rows added up to a multiple of `ROW_BLOCK`."""
-    batch = np.stack(rows)
-    missing = -len(rows) % ROW_BLOCK
-    return np.concatenate([batch, np.zeros((missing, *batch.shape[1:]), batch.dtype)])
-
-
 def _play_together(
     envs: list[gym.Env[Any, Any]], act: Actor, seeds: list[int], watch: Watcher | None
 ) -> list[tuple[float, int]]:
@@ -51,7 +38,7 @@ def _play_together(
     totals, lengths = [0.0] * len(envs), [0] * len(envs)
     live = [i for i, env in enumerate(envs) if watch is None or watch(env)]
     while live:
-        actions = act(_padded([obs[i] for i in live]))
+        actions = act(np.stack([obs[i] for i in live]))
         still = []
         for row, i in enumerate(live):
             obs[i], reward, terminated, truncated, _ = envs[i].step(actions[row])

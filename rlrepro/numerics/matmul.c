@@ -18,10 +18,19 @@
  * the bits. portable.py's `_matmul` is the same definition in numpy; tests/test_matmul.py
  * compares both, and both vector widths, bit for bit. Built with -ffp-contract=off: a multiply
  * and an add stay two roundings.
+ *
+ * On other CPUs (aarch64) the same elements come from a plain C loop of `fmaf`, which the
+ * compiler turns into the CPU's fused multiply-add (one rounding, as IEEE 754 defines it):
+ * tests/test_aarch64.py cross-compiles this file and checks it under qemu-aarch64 against the
+ * reference's bits.
  */
-#include <immintrin.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define RL_X86 1
+#endif
 
 /* A matrix of float32 in memory: element (i, j) at p[i * rs + j * cs]. */
 typedef struct {
@@ -47,6 +56,7 @@ static void pack_rows(matrix a, int64_t m, int64_t k, int64_t i0, int64_t mr, fl
             *to = i0 + r < m ? a.p[(i0 + r) * a.rs + p * a.cs] : 0.0f;
 }
 
+#ifdef RL_X86
 /* The 8 x 8 block at `from` (row q at from + q * stride) transposed into `to` (row q at
  * to + q * width): eight loads, 24 shuffles, eight stores. */
 static void transpose8(const float *from, int64_t stride, float *to, int64_t width) {
@@ -67,16 +77,20 @@ static void transpose8(const float *from, int64_t stride, float *to, int64_t wid
         _mm256_storeu_ps(to + (q + 4) * width, _mm256_permute2f128_ps(r[q], r[q + 4], 0x31));
     }
 }
+#endif
 
+#ifdef RL_X86
 /* Columns [j0, j0 + nr) of `b` (k x n) as k rows of nr values, columns past n zero. Columns
  * whose values are contiguous (b.rs == 1: B is a transposed row-major matrix, a linear layer's
  * weight) are transposed 8 x 8 at a time. */
 static void pack_columns(matrix b, int64_t k, int64_t n, int64_t j0, int64_t nr, float *to) {
     int64_t cols = n - j0 < nr ? n - j0 : nr, c = 0, p0 = 0;
+#ifdef RL_X86
     if (b.rs == 1)
         for (; c + 8 <= cols; c += 8)
             for (p0 = 0; p0 + 8 <= k; p0 += 8)
                 transpose8(b.p + (j0 + c) * b.cs + p0, b.cs, to + p0 * nr + c, nr);
+#endif
     for (int64_t q = 0; q < cols; ++q) {
         const float *from = b.p + (j0 + q) * b.cs;
         for (int64_t p = q < c ? p0 : 0; p < k; ++p) to[p * nr + q] = from[p * b.rs];
@@ -84,6 +98,7 @@ static void pack_columns(matrix b, int64_t k, int64_t n, int64_t j0, int64_t nr,
     for (int64_t p = 0; p < k; ++p)
         for (int64_t q = cols; q < nr; ++q) to[p * nr + q] = 0.0f;
 }
+#endif
 
 /* ATen's addmm after the product, one element: alpha * P, then beta * S added (S unread when
  * beta is 0, as BLAS does); each step one rounding, skipped when its factor is 1. */
@@ -104,6 +119,7 @@ static void finish_tile(const float *tile, int64_t width, int64_t rows, int64_t 
                 finish(tile[r * width + q], o, i0 + r, j0 + q);
 }
 
+#ifdef RL_X86
 /* The tile loops, once per vector width: V is the vector type, L its lanes, MR x NR the tile
  * (NR = 2 L), the operations' names given. A full block of A is read where it is (row r, step p
  * at a[r * ar + p * ap]), a block with rows past m from `tail` (packed once); a panel of B where
@@ -174,14 +190,50 @@ TILE_FUNCTION(tiles_avx512, "avx512f", __m512, 16, 8, _mm512_setzero_ps, _mm512_
               _mm512_storeu_ps, broadcast512, _mm512_fmadd_ps, _mm512_mul_ps, _mm512_add_ps,
               _mm512_set1_ps)
 
-/* The vector width in use: 16 lanes where the CPU has AVX-512 (unless set), else 8. */
+#endif
+
+/* The tile loop of other CPUs: an MR x NR tile of C at a time, read where A and B are, each
+ * element accumulated with `fmaf` over the whole inner dimension (vectorised by the compiler,
+ * or not: the same bits). */
+static void tiles_generic(int64_t m, int64_t n, int64_t k, matrix a, matrix b, const output *o) {
+    enum { MR = 4, NR = 16 };
+    float acc[MR][NR];
+    for (int64_t j0 = 0; j0 < n; j0 += NR) {
+        int64_t cols = n - j0 < NR ? n - j0 : NR;
+        for (int64_t i0 = 0; i0 < m; i0 += MR) {
+            int64_t rows = m - i0 < MR ? m - i0 : MR;
+            for (int r = 0; r < MR; ++r)
+                for (int q = 0; q < NR; ++q) acc[r][q] = 0.0f;
+            for (int64_t p = 0; p < k; ++p) {
+                const float *bp = b.p + p * b.rs + j0 * b.cs;
+                for (int64_t r = 0; r < rows; ++r) {
+                    float x = a.p[(i0 + r) * a.rs + p * a.cs];
+                    for (int64_t q = 0; q < cols; ++q) acc[r][q] = fmaf(x, bp[q * b.cs], acc[r][q]);
+                }
+            }
+            finish_tile(&acc[0][0], NR, rows, cols, o, i0, j0);
+        }
+    }
+}
+
+/* The vector width in use: 16 lanes where the CPU has AVX-512 (unless set), else 8; 1 for
+ * the generic loop (on other CPUs, or when set). */
 static int lanes = 0;
 
-/* Set the vector width (8: AVX2; 16: AVX-512, where the CPU has it; 0: the widest there is) and
- * :return: the one now in use. For tests: every width gives the same bits. */
+/* Set the vector width (1: the generic loop; 8: AVX2; 16: AVX-512, where the CPU has it; 0: the
+ * widest there is) and :return: the one now in use (always 1 on CPUs other than x86-64). For
+ * tests: every width gives the same bits. */
 int rl_matmul_lanes(int wanted) {
+#ifdef RL_X86
     int wide = __builtin_cpu_supports("avx512f");
-    lanes = wanted == 8 || (wanted == 16 && !wide) ? 8 : wanted == 16 || wide ? 16 : 8;
+    lanes = wanted == 1 ? 1
+            : wanted == 8 || (wanted == 16 && !wide) ? 8
+            : wanted == 16 || wide                  ? 16
+                                                    : 8;
+#else
+    (void)wanted;
+    lanes = 1;
+#endif
     return lanes;
 }
 
@@ -206,8 +258,12 @@ int rl_matmul_f32(int64_t m, int64_t n, int64_t k, matrix a, matrix b, float *c,
                   int64_t s_cs) {
     if (m == 0 || n == 0) return 0;
     if (lanes == 0) rl_matmul_lanes(0);
-    int64_t mr = lanes == 16 ? 8 : 6, nr = 2 * lanes;
     output o = {c, c_rs, c_cs, alpha, beta, s, s_rs, s_cs};
+    if (lanes == 1) {
+        tiles_generic(m, n, k, a, b, &o);
+        return 0;
+    }
+    int64_t mr = lanes == 16 ? 8 : 6, nr = 2 * lanes;
     if (round_up(n, mr) * round_up(m, nr) < round_up(m, mr) * round_up(n, nr)) {
         /* C' = B' A' pads less (few columns, many rows): the same products, the same order. */
         matrix t = {b.p, b.cs, b.rs};
@@ -221,9 +277,13 @@ int rl_matmul_f32(int64_t m, int64_t n, int64_t k, matrix a, matrix b, float *c,
     if (tail == NULL) return -1;
     float *panel = tail + mr * k;
     if (m % mr != 0) pack_rows(a, m, k, m - m % mr, mr, tail);
+#ifdef RL_X86
     if (lanes == 16)
         tiles_avx512(m, n, k, a, b, tail, panel, &o);
     else
         tiles_avx2(m, n, k, a, b, tail, panel, &o);
+#else
+    (void)panel;
+#endif
     return 0;
 }

@@ -234,6 +234,31 @@ def _bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _addmv(s: torch.Tensor, mat: torch.Tensor, vec: torch.Tensor, beta: Any, alpha: Any) -> Any:
+    """ATen's addmv (mv is addmv with beta 0) as `_addmm` with `vec` as one column."""
+    column = s.reshape(-1, 1) if s.dim() == 1 else s
+    return _addmm(column, mat, vec.reshape(-1, 1), beta, alpha).reshape(mat.shape[0])
+
+
+def _dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """float32 dot (and vdot) of two vectors as `_matmul` of a row and a column."""
+    return _matmul(x.reshape(1, -1), y.reshape(-1, 1)).reshape(())
+
+
+def _baddbmm(s: torch.Tensor, a: torch.Tensor, b: torch.Tensor, beta: Any, alpha: Any) -> Any:
+    """ATen's baddbmm as `_addmm` of each pair, with `s` broadcast to the result's shape."""
+    shaped = s.expand(a.shape[0], a.shape[1], b.shape[2])
+    return torch.stack([_addmm(shaped[i], a[i], b[i], beta, alpha) for i in range(a.shape[0])])
+
+
+def _addbmm(s: torch.Tensor, a: torch.Tensor, b: torch.Tensor, beta: Any, alpha: Any) -> Any:
+    """ATen's addbmm (s plus the sum of the batches' products) as one `_addmm` over the batches'
+    inner dimensions laid end to end, batch 0's first."""
+    inner = a.shape[0] * a.shape[2]
+    left = a.permute(1, 0, 2).reshape(a.shape[1], inner)
+    return _addmm(s, left, b.reshape(inner, b.shape[2]), beta, alpha)
+
+
 def _pow_half(x: torch.Tensor, exponent: Any) -> bool:
     """Whether `pow(x, exponent)` is the one ATen computes with its (MKL) sqrt kernel."""
     return x.dtype in _FLOATS and not isinstance(exponent, bool) and exponent == 0.5
@@ -413,7 +438,8 @@ def _register_elu(lib: torch.library.Library) -> None:
 
 def _register_matmul(lib: torch.library.Library) -> None:
     """float32 mm, addmm and bmm (functional, out= and in-place) as `_matmul`, `_addmm` and
-    `_bmm`; other dtypes, shapes ATen refuses and biases that do not broadcast to ATen's."""
+    `_bmm`, and addmv (so mv), baddbmm, addbmm, dot and vdot as theirs; other dtypes, shapes
+    ATen refuses and biases that do not broadcast to ATen's."""
     names = ("mm", "mm.out", "addmm", "addmm.out", "addmm_", "bmm", "bmm.out")
     originals = {name: torch.library.get_kernel(f"aten::{name}", "CPU") for name in names}
 
@@ -468,6 +494,83 @@ def _register_matmul(lib: torch.library.Library) -> None:
         names, (mm, mm_out, addmm, addmm_out, addmm_, bmm, bmm_out), strict=True
     ):
         lib.impl(name, kernel, "CPU", with_keyset=True)
+
+    def addmv_shape(s: Any, a: Any, b: Any) -> tuple[int, ...] | None:
+        return (a.shape[0],) if s.dim() <= 1 and b.dim() == 1 and ours(a, b[:, None]) else None
+
+    def baddbmm_shape(_: Any, a: Any, b: Any) -> tuple[int, ...] | None:
+        return (a.shape[0], a.shape[1], b.shape[2]) if ours(a, b, 3) else None
+
+    def addbmm_shape(s: Any, a: Any, b: Any) -> tuple[int, ...] | None:
+        return (a.shape[1], b.shape[2]) if s.dim() <= 2 and ours(a, b, 3) else None
+
+    _register_scaled(lib, "addmv", _addmv, addmv_shape)
+    _register_scaled(lib, "baddbmm", _baddbmm, baddbmm_shape)
+    _register_scaled(lib, "addbmm", _addbmm, addbmm_shape)
+    for name in ("dot", "vdot"):
+        _register_dot(lib, name)
+
+
+def _register_scaled(
+    lib: torch.library.Library,
+    name: str,
+    compute: Callable[..., torch.Tensor],
+    shape_of: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[int, ...] | None],
+) -> None:
+    """`name`, `name.out` and `name_` (self + a product, scaled by beta and alpha) as `compute`
+    where the three tensors are float32, `shape_of` gives the result's shape and `self`
+    broadcasts to it; otherwise ATen's kernels (and their errors)."""
+    originals = {f: torch.library.get_kernel(f"aten::{f}", "CPU") for f in (name, f"{name}.out")}
+    in_place = torch.library.get_kernel(f"aten::{name}_", "CPU")
+
+    def result(s: Any, a: Any, b: Any, beta: Any, alpha: Any) -> torch.Tensor | None:
+        floats = all(t.dtype == torch.float32 for t in (s, a, b))
+        shape = shape_of(s, a, b) if floats and not isinstance(beta, complex) else None
+        if shape is None:
+            return None
+        try:
+            broadcast = torch.broadcast_shapes(s.shape, shape)
+        except RuntimeError:
+            return None
+        return compute(s, a, b, beta, alpha) if broadcast == shape else None
+
+    def impl(keys: Any, s: Any, a: Any, b: Any, *, beta: Any = 1, alpha: Any = 1) -> Any:
+        out = result(s, a, b, beta, alpha)
+        if out is not None:
+            return out
+        return originals[name].call_boxed(keys, s, a, b, beta=beta, alpha=alpha)
+
+    def impl_out(
+        keys: Any, s: Any, a: Any, b: Any, *, beta: Any = 1, alpha: Any = 1, out: Any
+    ) -> Any:
+        got = result(s, a, b, beta, alpha) if out.dtype == torch.float32 else None
+        if got is not None:
+            return _write_out(got, out)
+        original = originals[f"{name}.out"]
+        return original.call_boxed(keys, s, a, b, beta=beta, alpha=alpha, out=out)
+
+    def impl_(keys: Any, s: Any, a: Any, b: Any, *, beta: Any = 1, alpha: Any = 1) -> Any:
+        got = result(s, a, b, beta, alpha)
+        if got is not None and got.shape == s.shape:
+            return s.copy_(got)
+        return in_place.call_boxed(keys, s, a, b, beta=beta, alpha=alpha)
+
+    lib.impl(name, impl, "CPU", with_keyset=True)
+    lib.impl(f"{name}.out", impl_out, "CPU", with_keyset=True)
+    lib.impl(f"{name}_", impl_, "CPU", with_keyset=True)
+
+
+def _register_dot(lib: torch.library.Library, name: str) -> None:
+    """float32 `name` (dot or vdot) of two vectors of one length as `_dot`; else ATen's."""
+    original = torch.library.get_kernel(f"aten::{name}", "CPU")
+
+    def impl(keys: Any, x: Any, y: Any) -> Any:
+        vectors = x.dim() == y.dim() == 1 and x.shape == y.shape
+        if vectors and x.dtype == y.dtype == torch.float32:
+            return _dot(x, y)
+        return original.call_boxed(keys, x, y)
+
+    lib.impl(name, impl, "CPU", with_keyset=True)
 
 
 def _run(command: list[str]) -> None:

@@ -3,9 +3,10 @@
 // `rl_install()` does what portable.py's Python registration does, with the same results:
 // sqrt, exp, log, tanh and sigmoid (functional, out= and in-place), pow(x, 0.5), softplus and
 // ELU and their gradients, for float32 and float64: a contiguous tensor goes to portable.c, any
-// other layout to the ATen ops of portable.py's functions, called in the same order. And float32
-// mm, addmm and bmm (matmul.c, any layout). Other dtypes go to ATen's own kernel, taken from the
-// dispatcher before it is replaced.
+// other layout to the ATen ops of portable.py's functions, called in the same order. And every
+// float32 matrix product (matmul.c, any layout): mm, addmm, bmm, addmv (and so mv), dot, vdot,
+// baddbmm and addbmm. Other dtypes go to ATen's own kernel, taken from the dispatcher before it
+// is replaced.
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/util/Exception.h>
@@ -538,6 +539,123 @@ struct Matmul {
   }
 };
 
+bool float32(const at::Tensor &x) { return x.scalar_type() == at::kFloat; }
+
+// The other products as matmul.c's: `compute` gives the result, or nothing when the arguments
+// are not ours (other dtypes, shapes ATen refuses: its kernel then runs, with its errors).
+using Scaled = std::optional<at::Tensor> (*)(const at::Tensor &, const at::Tensor &,
+                                             const at::Tensor &, const c10::Scalar &,
+                                             const c10::Scalar &);
+
+// addmv: self + mat vec, the vector as a one-column matrix (mv is ATen's addmv with beta 0).
+std::optional<at::Tensor> addmv(const at::Tensor &self, const at::Tensor &mat, const at::Tensor &vec,
+                                const c10::Scalar &beta, const c10::Scalar &alpha) {
+  if (vec.dim() != 1 || !float32(self) || !Matmul::ours(mat, vec.unsqueeze(1), 2) ||
+      !Matmul::scalars(beta, alpha) || self.dim() > 1 ||
+      !at::is_expandable_to(self.sizes(), {mat.size(0)})) {
+    return std::nullopt;
+  }
+  at::Tensor c = at::empty({mat.size(0), 1}, mat.options());
+  at::Tensor column = self.dim() == 1 ? self.unsqueeze(1) : self;
+  Matmul::into(c, mat, vec.unsqueeze(1), alpha.to<float>(), beta.to<float>(), &column);
+  return c.view({mat.size(0)});
+}
+
+// baddbmm: self[i] + batch1[i] batch2[i] for each i, self broadcast to the result's shape.
+std::optional<at::Tensor> baddbmm(const at::Tensor &self, const at::Tensor &a, const at::Tensor &b,
+                                  const c10::Scalar &beta, const c10::Scalar &alpha) {
+  if (!float32(self) || !Matmul::ours(a, b, 3) || !Matmul::scalars(beta, alpha) ||
+      !at::is_expandable_to(self.sizes(), {a.size(0), a.size(1), b.size(2)})) {
+    return std::nullopt;
+  }
+  at::Tensor c = at::empty({a.size(0), a.size(1), b.size(2)}, a.options());
+  at::Tensor s = self.expand(c.sizes());
+  for (int64_t i = 0; i < a.size(0); ++i) {
+    at::Tensor ci = c.select(0, i), si = s.select(0, i);
+    Matmul::into(ci, a.select(0, i), b.select(0, i), alpha.to<float>(), beta.to<float>(), &si);
+  }
+  return c;
+}
+
+// addbmm: self + the sum of batch1[i] batch2[i], as one product over the batches' inner
+// dimensions laid end to end (batch 0's first), so each element is one chain of fmas.
+std::optional<at::Tensor> addbmm(const at::Tensor &self, const at::Tensor &a, const at::Tensor &b,
+                                 const c10::Scalar &beta, const c10::Scalar &alpha) {
+  if (!float32(self) || !Matmul::ours(a, b, 3) || !Matmul::scalars(beta, alpha) ||
+      self.dim() > 2 || !at::is_expandable_to(self.sizes(), {a.size(1), b.size(2)})) {
+    return std::nullopt;
+  }
+  int64_t inner = a.size(0) * a.size(2);
+  at::Tensor left = a.permute({1, 0, 2}).reshape({a.size(1), inner});
+  return Matmul::product(left, b.reshape({inner, b.size(2)}), alpha.to<float>(), beta.to<float>(),
+                         &self);
+}
+
+// One scaled product's three forms (self + product, its out= form, in place on self).
+template <int Index>
+struct ScaledProduct {
+  static inline Scaled compute;
+  static inline std::optional<Original> functional, out_form, in_place;
+
+  static at::Tensor call(c10::DispatchKeySet keys, const at::Tensor &self, const at::Tensor &a,
+                         const at::Tensor &b, const c10::Scalar &beta, const c10::Scalar &alpha) {
+    if (auto result = compute(self, a, b, beta, alpha)) return *result;
+    at::Tensor result;
+    functional->call(keys, {self, a, b, beta, alpha}, &result);
+    return result;
+  }
+
+  static at::Tensor &call_out(c10::DispatchKeySet keys, const at::Tensor &self, const at::Tensor &a,
+                              const at::Tensor &b, const c10::Scalar &beta, const c10::Scalar &alpha,
+                              at::Tensor &out) {
+    if (float32(out)) {
+      if (auto result = compute(self, a, b, beta, alpha)) return write_out(*result, out);
+    }
+    out_form->call(keys, {self, a, b, beta, alpha, out}, nullptr);
+    return out;
+  }
+
+  static at::Tensor &call_(c10::DispatchKeySet keys, at::Tensor &self, const at::Tensor &a,
+                           const at::Tensor &b, const c10::Scalar &beta, const c10::Scalar &alpha) {
+    auto result = compute(self, a, b, beta, alpha);
+    if (result && result->sizes() == self.sizes()) return self.copy_(*result);
+    in_place->call(keys, {self, a, b, beta, alpha}, nullptr);
+    return self;
+  }
+
+  static void install(torch::Library &lib, const char *name, Scaled op) {
+    std::string base = std::string("aten::") + name;
+    compute = op;
+    functional = take(base.c_str(), "");
+    out_form = take(base.c_str(), "out");
+    in_place = take((base + "_").c_str(), "");
+    lib.impl(name, TORCH_FN(call));
+    lib.impl((std::string(name) + ".out").c_str(), TORCH_FN(call_out));
+    lib.impl((std::string(name) + "_").c_str(), TORCH_FN(call_));
+  }
+};
+
+// dot and vdot of float32 vectors (vdot conjugates nothing in real numbers): a 1 x k times k x 1
+// product. Their out= forms are ATen's composites, which call these.
+template <int Index>
+struct Dot {
+  static inline std::optional<Original> original;
+
+  static at::Tensor call(c10::DispatchKeySet keys, const at::Tensor &x, const at::Tensor &y) {
+    if (float32(x) && float32(y) && x.dim() == 1 && y.dim() == 1 && x.size(0) == y.size(0)) {
+      return Matmul::product(x.unsqueeze(0), y.unsqueeze(1), 1.0f, 0.0f, nullptr).view(at::IntArrayRef{});
+    }
+    at::Tensor result;
+    original->call(keys, {x, y}, &result);
+    return result;
+  }
+
+  static void install(torch::Library &lib, const char *name) {
+    original = take((std::string("aten::") + name).c_str(), "");
+    lib.impl(name, TORCH_FN(call));
+  }
+};
+
 std::unique_ptr<torch::Library> library;
 
 // Drops warnings: "Overriding a previously registered kernel" is what rl_install does.
@@ -564,6 +682,11 @@ extern "C" int rl_install() {
     Softplus::install(*lib);
     Elu::install(*lib);
     Matmul::install(*lib);
+    ScaledProduct<0>::install(*lib, "addmv", addmv);
+    ScaledProduct<1>::install(*lib, "baddbmm", baddbmm);
+    ScaledProduct<2>::install(*lib, "addbmm", addbmm);
+    Dot<0>::install(*lib, "dot");
+    Dot<1>::install(*lib, "vdot");
     library = std::move(lib);
     return 0;
   } catch (const std::exception &error) {

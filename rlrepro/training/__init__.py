@@ -17,6 +17,7 @@ from rlrepro.agents.algorithms import ACTION_SPACES
 from rlrepro.core.errors import ParamsError
 from rlrepro.core.params import Experiment, check_resources
 from rlrepro.core.resources import space_sizes
+from rlrepro.numerics import ops
 from rlrepro.training import reinforce, sb3
 from rlrepro.training.recording import Recording
 from rlrepro.training.snapshot import Snapshots
@@ -57,6 +58,25 @@ def check(exp: Experiment, name: str) -> None:
     else:
         sb3.check(exp, name, space)
     check_resources(exp, name, sizes)
+
+
+def check_ops(exp: Experiment, name: str) -> None:
+    """Run a few updates of `exp`'s own network (`sb3.probe`, `reinforce.probe`) and refuse an op
+    outside the portable op set (`rlrepro.numerics.ops`) that `exp.allow_nonportable_ops` does
+    not list. Call it before seeding: SB3 seeds the global generators of python, numpy and
+    torch when it builds a model.
+
+    :raises ParamsError: naming the first such op and the key that would accept it.
+    """
+    probe = reinforce.probe if exp.algo == "reinforce" else sb3.probe
+    names = ops.used(lambda: probe(exp, name))
+    refused = ops.unlisted(names, exp.allow_nonportable_ops)
+    if refused:
+        raise ParamsError(
+            f"experiment {name} uses {refused[0]}, which has no portable kernel: its bytes would "
+            f"differ between machines; list it under experiments.{name}.allow_nonportable_ops "
+            "to accept that"
+        )
 
 
 def pace(exp: Experiment, name: str, measure: float = 5.0) -> Callable[[int], None]:

@@ -69,9 +69,10 @@ def acting(
 
     The observation is a row, so that each layer is one `addmm` with its bias (a 1-d input
     costs a `mm`, views and an `add`: 25 ops a step instead of 13). The bits are those of
-    `policy.forward` on the one observation (tests/test_helpers.py); a batch of many rows goes
-    to other matrix kernels, with other bits. The calls go straight to the parameter tensors,
-    which the optimizer updates in place, without `nn.Module`'s overhead.
+    `policy.forward` on the one observation (tests/test_helpers.py), as they are for that row in
+    any batch: the products' elements are computed one by one (`rlrepro.numerics`' matmul).
+    The calls go straight to the parameter tensors, which the optimizer updates in place,
+    without `nn.Module`'s overhead.
     """
     layers = list(policy.shared)  # Linear, activation, Linear, activation, ... (`networks.mlp`)
     hidden: list[tuple[torch.Tensor, torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]] = [
@@ -138,6 +139,32 @@ def _update(
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
+
+
+def probe(exp: Experiment, name: str, steps: int = 3) -> None:
+    """One update of `exp`'s own policy on its first `steps` steps, then its mean actor on one
+    observation: the ops a training and an evaluation of `exp` dispatch."""
+    settings = config(exp, name)
+    env: gym.Env[np.ndarray, np.ndarray] = gym.make(exp.env)
+    obs_dim, act_dim, low, high = box_dims(env)
+    policy = GaussianPolicy(
+        obs_dim, act_dim, exp.policy.hidden, exp.policy.activation, settings.std_eps
+    )
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=settings.learning_rate)
+    numerics.fuse(optimizer)
+    act, generator = acting(policy, low, high), torch.Generator().manual_seed(0)
+    obs, _ = env.reset(seed=0)
+    observations, actions, rewards = [], [], []
+    with torch.no_grad():
+        for _ in range(steps):
+            action, clipped = act(obs, torch.randn(act_dim, generator=generator))
+            observations.append(obs)
+            actions.append(action)
+            obs, reward, *_ = env.step(clipped)
+            rewards.append(float(reward))
+    _update(policy, optimizer, (observations, actions, rewards), settings.gamma)
+    mean_actor(policy, env)(obs)
+    env.close()
 
 
 def _torch_bytes(obj: object) -> bytes:

@@ -7,6 +7,7 @@ learning rate or clip range may be `{schedule: linear, start, end}` (SB3's `Line
 canonical, plus the `VecNormalize` statistics when training used them.
 """
 
+import dataclasses
 import inspect
 import io
 from collections.abc import Callable
@@ -144,8 +145,7 @@ class _Recorder(BaseCallback):
         self.recording.trace.record(self.updates, self.num_timesteps, self._weights, obs, force)
 
     def _actor(self) -> Actor:
-        env = self.model.get_vec_normalize_env()
-        return sb3_actor(self.model, env.normalize_obs if env else _identity)  # type: ignore[arg-type]
+        return _actor(self.model)
 
     def _on_step(self) -> bool:
         for info in self.locals["infos"]:
@@ -159,6 +159,12 @@ class _Recorder(BaseCallback):
 
 def _identity(obs: np.ndarray) -> np.ndarray:
     return obs
+
+
+def _actor(model: BaseAlgorithm) -> Actor:
+    """`model`'s deterministic actor, normalising observations as its `VecNormalize` does."""
+    env = model.get_vec_normalize_env()
+    return sb3_actor(model, env.normalize_obs if env else _identity)  # type: ignore[arg-type]
 
 
 def _model(exp: Experiment, name: str, seed: int) -> BaseAlgorithm:
@@ -201,6 +207,37 @@ def _optimizers(model: BaseAlgorithm) -> list[th.optim.Optimizer]:
     owners: list[Any] = [model, *model.policy.modules()]
     found = [v for o in owners for v in vars(o).values() if isinstance(v, th.optim.Optimizer)]
     return list(dict.fromkeys(found))
+
+
+# Hyperparameters that make `probe`'s training one or two updates long, by family.
+_PROBE_SIZES: dict[str, dict[str, Any]] = {
+    "on_policy": {"n_epochs": 1},
+    "off_policy": {"learning_starts": 4, "buffer_size": 16, "train_freq": 1, "gradient_steps": 2},
+}
+
+
+def probe(exp: Experiment, name: str) -> None:
+    """A few updates of `exp`'s own model (its network, hyperparameters and normalisation; one
+    env, a few steps; TD3's delayed actor update included), then its deterministic actor on one
+    observation: the ops a training and an evaluation of `exp` dispatch. The batch size stays
+    the experiment's (an on-policy rollout is one batch long), so SB3 refuses a bad one here
+    as it would in the training."""
+    taken = inspect.signature(sb3_class(exp.algo)).parameters
+    family = "off_policy" if "learning_starts" in taken else "on_policy"
+    sizes = {k: v for k, v in _PROBE_SIZES[family].items() if k in taken}
+    steps = 8
+    if family == "on_policy":
+        batch = exp.hyperparams.get(
+            "batch_size", taken["batch_size"].default if "batch_size" in taken else 4
+        )
+        steps = sizes["n_steps"] = max(int(batch), 2)
+    small = dataclasses.replace(exp, n_envs=1, hyperparams={**exp.hyperparams, **sizes})
+    model = _model(small, name, seed=0)
+    model.learn(total_timesteps=steps)
+    env = model.get_env()
+    assert env is not None
+    _actor(model)(np.asarray(env.reset()))
+    env.close()
 
 
 # Attributes of a model that a snapshot leaves out: the logger (open streams; `learn` makes a new
