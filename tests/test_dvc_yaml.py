@@ -161,11 +161,29 @@ def test_no_params_value_reaches_a_shell() -> None:
 
 
 def test_a_stage_refuses_an_address_not_its_own(params_file: Path) -> None:
-    with pytest.raises(StageError, match=r"^stage 'evaluate@cartpole-ppo-0': expected the "):
+    with pytest.raises(StageError, match=r"^stage 'evaluate@cartpole-ppo-0': expected train@<exp"):
         train.from_address("evaluate@cartpole-ppo-0", params_file)
-    with pytest.raises(StageError, match=r"expected the address of a evaluate stage"):
+    with pytest.raises(StageError, match=r"the address of a run of stage evaluate "):
         evaluate.from_address("evaluate@cartpole-ppo-00", params_file)
     with pytest.raises(ParamsError, match=r"^seeds: stage 'train@cartpole-ppo-7' has seed 7, "):
         train.from_address("train@cartpole-ppo-7", params_file)
     with pytest.raises(ParamsError, match=r"^experiments: the name 'x\$\(touch"):
         train.from_address("a/dvc.yaml:train@x$(touch${IFS}INJECTED)-0", params_file)
+
+
+def test_a_stage_takes_its_address_or_its_options_exactly(
+    params_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--stage` goes alone; without it, every option is needed; an empty address (DVC_STAGE
+    unset) is one line, exit 2."""
+    address = ["--params", str(params_file), "--stage"]
+    with pytest.raises(SystemExit) as stopped:
+        train.main([*address, "train@cartpole-ppo-0", "--seed", "0"])
+    assert stopped.value.code == 2
+    assert "error: --stage goes alone: drop --seed" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:
+        evaluate.main(["--params", str(params_file), "--model", "m.zip"])
+    assert stopped.value.code == 2
+    assert "required: --episodes, --summary (or --stage)" in capsys.readouterr().err
+    assert evaluate.main([*address, ""]) == 2
+    assert capsys.readouterr().err.startswith("error: stage '': expected evaluate@<experiment>-")

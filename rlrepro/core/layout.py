@@ -117,8 +117,8 @@ def stage_run(address: str, stage: str, seeds: Sequence[int]) -> tuple[str, int]
     exp, dash, seed = run.rpartition("-")
     if name != stage or not at or not dash or not SEED.fullmatch(seed):
         raise StageError(
-            f"stage {shown(address, 80)}: expected the address of a {stage} stage, "
-            f"{stage}@<experiment>-<seed> (as `dvc repro` sets DVC_STAGE)"
+            f"stage {shown(address, 80)}: expected {stage}@<experiment>-<seed>, the address of "
+            f"a run of stage {stage} (as `dvc repro` sets DVC_STAGE)"
         )
     check_name(exp)
     if int(seed) not in seeds:
