@@ -30,6 +30,8 @@ HELP = {
     "params": "the params file (default: params.yaml)",
     "exp": "experiment name in params.yaml",
     "seed": "the training seed (one of params' seeds)",
+    "stage": "instead of the other options: the stage's DVC address ($DVC_STAGE), which names "
+    "its run, e.g. train@cartpole-ppo-0; its files are the pipeline's (rlrepro.core.layout)",
     "requirements": "the package lock file (requirements.txt)",
     "references": "the committed physics digests (references/physics.json)",
     "facts": "where to write this machine's facts (untracked)",
@@ -54,26 +56,45 @@ HELP = {
 
 
 def parse(
-    doc: str, paths: type[T], argv: list[str] | None, **selectors: type
+    doc: str,
+    paths: type[T],
+    argv: list[str] | None,
+    address: Callable[[str, Path], tuple[dict[str, Any], T]] | None = None,
+    **selectors: type,
 ) -> tuple[Path, dict[str, Any], T]:
     """Parse a stage's command line: `--params`, one required option per selector (e.g.
     `exp=str`) and one per field of the dataclass `paths` (`--field-name`, a path).
 
     :param doc: the stage module's docstring; its first line is the description.
+    :param address: for a matrix stage, what the selectors and paths are from DVC's address of
+        the stage (`--stage "$DVC_STAGE"`, so that dvc.yaml passes no params value through a
+        shell) and the params file: `--stage` is then an alternative to all the other options
+        but `--params`, exactly one of the two forms.
     :return: the params path, the selectors' values and the paths.
     """
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help=HELP["params"])
-    for name, kind in selectors.items():
-        parser.add_argument(f"--{name}", type=kind, required=True, help=HELP[name])
+    if address is not None:
+        parser.add_argument("--stage", help=HELP["stage"])
     hints = typing.get_type_hints(paths)
-    for field in dataclasses.fields(paths):  # type: ignore[arg-type]
-        option = "--" + field.name.replace("_", "-")
-        parser.add_argument(option, type=hints[field.name], required=True, help=HELP[field.name])
+    fields = [f.name for f in dataclasses.fields(paths)]  # type: ignore[arg-type]
+    options = {**selectors, **{name: hints[name] for name in fields}}
+    for name, kind in options.items():
+        option = "--" + name.replace("_", "-")
+        parser.add_argument(option, type=kind, required=address is None, help=HELP[name])
     args = vars(parser.parse_args(argv))
+    if address is not None:
+        given = ["--" + name.replace("_", "-") for name in options if args[name] is not None]
+        if args["stage"] is not None and given:
+            parser.error(f"--stage goes alone: drop {', '.join(given)}")
+        if args["stage"] is not None:
+            chosen, found = address(args["stage"], args["params"])
+            return args["params"], chosen, found
+        if len(given) < len(options):
+            missing = [f"--{n.replace('_', '-')}" for n in options if args[n] is None]
+            parser.error(f"the following arguments are required: {', '.join(missing)} (or --stage)")
     chosen = {name: args[name] for name in selectors}
-    values = {f.name: args[f.name] for f in dataclasses.fields(paths)}  # type: ignore[arg-type]
-    return args["params"], chosen, paths(**values)
+    return args["params"], chosen, paths(**{name: args[name] for name in fields})
 
 
 def run(work: Callable[[], object]) -> int:

@@ -17,7 +17,7 @@ import gymnasium as gym
 from rlrepro import console, numerics
 from rlrepro.agents import checkpoint, load_actor
 from rlrepro.agents.rollout import Episode, rollout, summary
-from rlrepro.core import params
+from rlrepro.core import layout, params
 from rlrepro.core.errors import StageError
 from rlrepro.core.files import write_csv, write_json
 
@@ -31,6 +31,30 @@ class Paths:
     model: Path
     episodes: Path
     summary: Path
+
+
+def outputs(exp: str, seed: int) -> Paths:
+    """The pipeline's files of run (`exp`, `seed`) (`rlrepro.core.layout`; dvc.yaml's
+    checkpoint dep and outs).
+
+    :raises ParamsError: for a name `layout.check_name` refuses.
+    """
+    return Paths(
+        layout.run_file(layout.MODELS, exp, seed, ".zip"),
+        layout.run_file(layout.EVALS, exp, seed, ".csv"),
+        layout.run_file(layout.EVALS, exp, seed, ".json"),
+    )
+
+
+def from_address(address: str, params_file: Path) -> tuple[dict[str, Any], Paths]:
+    """The files of the run of the evaluate stage at DVC address `address` (`--stage`),
+    checked against params `params_file`.
+
+    :raises StageError: for the address of no evaluate stage; :raises ParamsError: for a name
+        refused or a seed not in params' seeds.
+    """
+    exp, seed = layout.stage_run(address, "evaluate", params.seeds(params.read(params_file)))
+    return {}, outputs(exp, seed)
 
 
 def evaluate(raw: dict[str, Any], paths: Paths) -> list[Episode]:
@@ -56,9 +80,14 @@ def evaluate(raw: dict[str, Any], paths: Paths) -> list[Episode]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Evaluate `--model`; write `--episodes` and `--summary`."""
-    params_file, _, paths = console.parse(__doc__, Paths, argv)
-    return console.run(lambda: evaluate(params.read(params_file), paths))
+    """Evaluate `--model`; write `--episodes` and `--summary` (or the files of the run of DVC's
+    stage `--stage`)."""
+
+    def work() -> list[Episode]:
+        params_file, _, paths = console.parse(__doc__, Paths, argv, from_address)
+        return evaluate(params.read(params_file), paths)
+
+    return console.run(work)
 
 
 if __name__ == "__main__":

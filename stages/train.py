@@ -56,6 +56,29 @@ class Job:
     key: str | None
 
 
+def outputs(exp: str, seed: int) -> Paths:
+    """The pipeline's files of run (`exp`, `seed`) (`rlrepro.core.layout`; dvc.yaml's outs).
+
+    :raises ParamsError: for a name `layout.check_name` refuses.
+    """
+    folders = (layout.MODELS, layout.CURVES, layout.TRACES, layout.PROGRESS, layout.TIMING)
+    suffixes = (".zip", ".csv", ".csv", ".csv", ".json")
+    return Paths(
+        *(layout.run_file(f, exp, seed, s) for f, s in zip(folders, suffixes, strict=True))
+    )
+
+
+def from_address(address: str, params_file: Path) -> tuple[dict[str, Any], Paths]:
+    """The run (`exp`, `seed`) of the train stage at DVC address `address` (`--stage`) and its
+    files (`outputs`), checked against params `params_file`.
+
+    :raises StageError: for the address of no train stage; :raises ParamsError: for a name
+        refused or a seed not in params' seeds.
+    """
+    exp, seed = layout.stage_run(address, "train", params.seeds(params.read(params_file)))
+    return {"exp": exp, "seed": seed}, outputs(exp, seed)
+
+
 def job(raw: dict[str, Any], name: str, seed: int) -> Job:
     """The training of experiment `name` with `seed` from params `raw`, checked.
 
@@ -118,11 +141,15 @@ def train(job: Job, paths: Paths) -> training.Result:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Train experiment `--exp` with seed `--seed`."""
-    params_file, chosen, paths = console.parse(__doc__, Paths, argv, exp=str, seed=int)
-    return console.run(
-        lambda: train(job(params.read(params_file), chosen["exp"], chosen["seed"]), paths)
-    )
+    """Train experiment `--exp` with seed `--seed`, or the run of DVC's stage `--stage`."""
+
+    def work() -> training.Result:
+        params_file, chosen, paths = console.parse(
+            __doc__, Paths, argv, from_address, exp=str, seed=int
+        )
+        return train(job(params.read(params_file), chosen["exp"], chosen["seed"]), paths)
+
+    return console.run(work)
 
 
 if __name__ == "__main__":

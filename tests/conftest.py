@@ -196,18 +196,24 @@ def train_process(name: str, timeout: float, within: Path | None = None) -> psut
     """The `python -m stages.train` process of run `name`, once it runs; with `within`, only
     one working in that folder (another test run on this machine may train the same run)."""
     deadline = time.monotonic() + timeout
-    exp, seed = name.rsplit("-", 1)
     while time.monotonic() < deadline:
         for proc in psutil.process_iter(["cmdline"]):
             cmd = proc.info["cmdline"] or []
-            if (
-                "stages.train" in cmd
-                and cmd[cmd.index("--exp") + 1 : cmd.index("--exp") + 4] == [exp, "--seed", seed]
-                and (within is None or _works_in(proc, within))
-            ):
+            if _trains(cmd, name) and (within is None or _works_in(proc, within)):
                 return proc
         time.sleep(0.05)
     raise AssertionError(f"no train process of {name} within {timeout} s")
+
+
+def _trains(cmd: list[str], name: str) -> bool:
+    """Whether command line `cmd` is `python -m stages.train` of run `name`, in either form:
+    `--stage <DVC address>` (as dvc.yaml runs it) or `--exp EXP --seed SEED`."""
+    if "stages.train" not in cmd:
+        return False
+    if "--stage" in cmd[:-1]:
+        return cmd[cmd.index("--stage") + 1].rpartition(":")[2] == f"train@{name}"
+    exp, seed = name.rsplit("-", 1)
+    return "--exp" in cmd and cmd[cmd.index("--exp") + 1 :][:3] == [exp, "--seed", seed]
 
 
 def _works_in(proc: psutil.Process, folder: Path) -> bool:

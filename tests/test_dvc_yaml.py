@@ -1,13 +1,19 @@
 """dvc.yaml's code deps cover everything each stage runs, and the studies share one dvc.yaml."""
 
 import ast
+import dataclasses
+from pathlib import Path
 
 import pytest
 import yaml
 
+from rlrepro.core import layout
+from rlrepro.core.errors import ParamsError, StageError
+from stages import evaluate, train
 from tests.conftest import ROOT
 
 STAGES = ("env_check", "train", "evaluate", "metrics", "plot", "report")
+STUDY_PARAMS = sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("studies/*/params.yaml"))
 # The terminal side of the stages: no stage depends on it (a help text reruns nothing).
 COSMETIC = {"rlrepro/console.py"}
 
@@ -110,3 +116,74 @@ def test_entry_points_start_from_a_plain_shell(module: str) -> None:
         text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+def _runs(params_file: Path) -> list[tuple[str, int]]:
+    """The runs (experiment, seed) of the matrix stages under params `params_file`."""
+    data = yaml.safe_load(params_file.read_text())
+    return [(exp, seed) for exp in data["experiments"] for seed in data["seeds"]]
+
+
+def _item(paths: list[str], exp: str, seed: int) -> list[str]:
+    """`paths` of dvc.yaml with `${item.*}` replaced as DVC's matrix does for run (exp, seed)."""
+    return [p.replace("${item.exp}", exp).replace("${item.seed}", str(seed)) for p in paths]
+
+
+@pytest.mark.parametrize("params_path", ["params.yaml", *STUDY_PARAMS])
+def test_matrix_stages_write_the_outs_dvc_yaml_declares(params_path: str) -> None:
+    """Each train and evaluate stage finds its files from its address alone (`--stage
+    "$DVC_STAGE"`); they are its outs in dvc.yaml (and evaluate's checkpoint is its dep)."""
+    spec = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    where = Path(params_path).parent
+    prefix = "" if where == Path() else f"{where / 'dvc.yaml'}:"
+    runs = _runs(ROOT / params_path)
+    assert runs
+    for exp, seed in runs:
+        for name, module in (("train", train), ("evaluate", evaluate)):
+            address = f"{prefix}{name}@{exp}-{seed}"
+            chosen, paths = module.from_address(address, ROOT / params_path)
+            outs = [str(p) for p in dataclasses.astuple(paths)]
+            declared = _item(spec[name]["outs"], exp, seed)
+            if name == "train":
+                assert chosen == {"exp": exp, "seed": seed}
+                assert outs == [*declared, str(layout.run_file(layout.TIMING, exp, seed, ".json"))]
+            else:
+                assert outs[0] in _item(spec[name]["deps"], exp, seed)
+                assert outs[1:] == declared
+
+
+def test_no_params_value_reaches_a_shell() -> None:
+    """No stage's command interpolates a matrix item (an experiment's name, a seed): DVC would
+    hand it to a shell, which expands `$(...)` in it."""
+    for name, spec in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items():
+        assert "${item" not in spec["cmd"], name
+        assert "${" not in spec["cmd"].replace("${root}", ""), name
+
+
+def test_a_stage_refuses_an_address_not_its_own(params_file: Path) -> None:
+    with pytest.raises(StageError, match=r"^stage 'evaluate@cartpole-ppo-0': expected train@<exp"):
+        train.from_address("evaluate@cartpole-ppo-0", params_file)
+    with pytest.raises(StageError, match=r"the address of a run of stage evaluate "):
+        evaluate.from_address("evaluate@cartpole-ppo-00", params_file)
+    with pytest.raises(ParamsError, match=r"^seeds: stage 'train@cartpole-ppo-7' has seed 7, "):
+        train.from_address("train@cartpole-ppo-7", params_file)
+    with pytest.raises(ParamsError, match=r"^experiments: the name 'x\$\(touch"):
+        train.from_address("a/dvc.yaml:train@x$(touch${IFS}INJECTED)-0", params_file)
+
+
+def test_a_stage_takes_its_address_or_its_options_exactly(
+    params_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--stage` goes alone; without it, every option is needed; an empty address (DVC_STAGE
+    unset) is one line, exit 2."""
+    address = ["--params", str(params_file), "--stage"]
+    with pytest.raises(SystemExit) as stopped:
+        train.main([*address, "train@cartpole-ppo-0", "--seed", "0"])
+    assert stopped.value.code == 2
+    assert "error: --stage goes alone: drop --seed" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:
+        evaluate.main(["--params", str(params_file), "--model", "m.zip"])
+    assert stopped.value.code == 2
+    assert "required: --episodes, --summary (or --stage)" in capsys.readouterr().err
+    assert evaluate.main([*address, ""]) == 2
+    assert capsys.readouterr().err.startswith("error: stage '': expected evaluate@<experiment>-")

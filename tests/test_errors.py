@@ -311,19 +311,37 @@ def _injected(project: Path) -> Path:
         ["dvc", "repro", "-s", f"train@{INJECTION}-0"],
         ["dvc", "exp", "run", "-S", "evaluate.episodes=3"],
         [sys.executable, "-m", "tools.run"],
+        ["dvc", "repro", "-s", "--force", f"train@{INJECTION}-0"],
+        ["dvc", "exp", "run", "-s", "-f", f"train@{INJECTION}-0"],
+        ["dvc", "repro", "-s", "--force", f"evaluate@{INJECTION}-0"],
     ],
-    ids=["dvc-repro", "dvc-repro-s", "dvc-exp-run-S", "tools-run"],
+    ids=[
+        "dvc-repro",
+        "dvc-repro-s",
+        "dvc-exp-run-S",
+        "tools-run",
+        "dvc-repro-s-force",
+        "dvc-exp-run-s-f",
+        "dvc-repro-s-force-evaluate",
+    ],
 )
 def test_a_name_holding_a_shell_command_runs_nothing(project: Path, command: list[str]) -> None:
     """`dvc repro` and `dvc exp run` stop at env_check, which refuses the name; `dvc repro -s`
-    of the train stage stops at its missing dep (DVC hashes deps before it runs a command,
-    unless `--force`: see docs/errors.md); `make repro` refuses the name before asking DVC."""
+    of the train stage stops at its missing dep (DVC hashes deps before it runs a command);
+    with `--force` DVC runs the stage's command, which holds no name (`--stage
+    "$DVC_STAGE"`), and the stage refuses the name in its address; `make repro` refuses the
+    name before asking DVC."""
     repo = _injected(project)
     done = run(repo, *command, check=False)
     assert done.returncode != 0
     assert not (repo / "INJECTED").exists(), done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
     assert not (repo / "data" / "env_check" / f"{INJECTION}.json").exists()
+    if "-f" in command or "--force" in command:
+        refusal = f"error: experiments: the name {INJECTION!r} is not accepted: expected "
+        stage = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+        assert len(stage) == 1 and stage[0].startswith(refusal), done.stderr
+        assert done.stderr.strip().splitlines()[-1].startswith("ERROR: failed to reproduce")
 
 
 def test_an_unparseable_ray_address_is_one_line(project: Path) -> None:

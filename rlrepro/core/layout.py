@@ -6,12 +6,14 @@ module for the file of a run inside them; tools and benchmarks ask it for the pi
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from rlrepro.core.errors import ParamsError, StageError
 
 # A pipeline's folders, relative to its dvc.yaml (as dvc.yaml writes them).
 MODELS = Path("models")
+CURVES = Path("data/curves")
 EVALS = Path("data/eval")
 PROGRESS = Path("data/progress")
 TRACES = Path("data/traces")
@@ -97,6 +99,36 @@ def experiment_file(folder: Path, exp: str, suffix: str) -> Path:
         would leave `folder` (`inside`).
     """
     return inside(folder, f"{check_name(exp)}{suffix}")
+
+
+# A run in a matrix stage's DVC address (`train@<exp>-<seed>`): its seed, decimal digits as DVC
+# writes an integer (no sign, no leading zero).
+SEED = re.compile(r"0|[1-9][0-9]{0,9}")
+
+
+def stage_run(address: str, stage: str, seeds: Sequence[int]) -> tuple[str, int]:
+    """The run (experiment, seed) of matrix stage `stage` (`train`, `evaluate`) from its DVC
+    address `address` (`$DVC_STAGE`, e.g. `train@cartpole-ppo-0`, or
+    `studies/network/dvc.yaml:train@network-16-32-tanh-0` for a study): the part after the last
+    `:`, `stage` before its `@`, the run after it, split at its last `-`.
+
+    :param seeds: params' seeds, one of which the run's must be.
+    :raises StageError: for an address of another stage or of no run; :raises ParamsError: for
+        a name `check_name` refuses or a seed not in `seeds`.
+    """
+    name, at, run = address.rpartition(":")[2].partition("@")
+    exp, dash, seed = run.rpartition("-")
+    if name != stage or not at or not dash or not SEED.fullmatch(seed):
+        raise StageError(
+            f"stage {shown(address, 80)}: expected {stage}@<experiment>-<seed>, the address of "
+            f"a run of stage {stage} (as `dvc repro` sets DVC_STAGE)"
+        )
+    check_name(exp)
+    if int(seed) not in seeds:
+        raise ParamsError(
+            f"seeds: stage {shown(address, 80)} has seed {int(seed)}, not one of params' seeds"
+        )
+    return exp, int(seed)
 
 
 def require(files: list[Path], what: str) -> list[Path]:
