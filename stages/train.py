@@ -86,7 +86,6 @@ def job(raw: dict[str, Any], name: str, seed: int) -> Job:
     """
     if not 0 <= seed < params.SEED_LIMIT:
         raise ParamsError(f"seeds: expected integers in [0, 2**32), got {seed}")
-    layout.check_name(name)
     experiment = params.experiment(raw, name)
     pins = params.section(raw, params.Numerics, "numerics")
     tracing = params.section(raw, params.Tracing, "trace")

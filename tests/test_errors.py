@@ -338,7 +338,7 @@ def test_a_name_holding_a_shell_command_runs_nothing(project: Path, command: lis
     assert "Traceback" not in done.stdout + done.stderr
     assert not (repo / "data" / "env_check" / f"{INJECTION}.json").exists()
     if "-f" in command or "--force" in command:
-        refusal = f"error: experiments: the name {INJECTION!r} is not accepted: expected "
+        refusal = f"error: experiments.{INJECTION!r}: not a valid name: expected "
         stage = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
         assert len(stage) == 1 and stage[0].startswith(refusal), done.stderr
         assert done.stderr.strip().splitlines()[-1].startswith("ERROR: failed to reproduce")
