@@ -416,6 +416,7 @@ def test_sb3_load_builds_no_more_critics_than_the_weights_hold(tmp_path: Path) -
             "budget": {"steps": 150},
             "policy": {"hidden": [8], "activation": "relu"},
             "hyperparams": {"learning_starts": 100, "batch_size": 32, "use_sde": True},
+            "allow_nonportable_ops": ["aten::log1p"],  # gSDE's (rlrepro/numerics/ops.py)
         }
     }
     model = train_run(write_params(tmp_path / "p.yaml", data), tmp_path, "sac-gsde").model

@@ -15,6 +15,8 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+from rlrepro import console
+
 
 def _shown(names: Iterable[str], most: int = 4) -> str:
     """`names`, sorted, at most `most` of them, and how many more."""
@@ -97,4 +99,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console.run(main))

@@ -27,7 +27,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -129,16 +129,17 @@ def spec(
     high: float | None = None,
     low_open: bool = False,
     high_open: bool = False,
-    choices: Iterable[str] = (),
+    choices: Collection[str] = (),
     what: str = "",
     envs: bool = False,
 ) -> dict[str, Any]:
     """A declared key's metadata (`dataclasses.field(metadata=spec(...))`): its meaning (`doc`),
-    its range (numbers, list items) and the names it accepts (`choices`, `what` in messages)."""
+    its range (numbers, list items) and the names it accepts (`choices`, `what` in messages;
+    kept as given, so a table such as `ACTIVATIONS` stays the one source of its names)."""
     return {
         "doc": doc,
         "range": Range(low, high, low_open, high_open),
-        "choices": tuple(choices),
+        "choices": choices,
         "what": what,
         "envs": envs,
     }
