@@ -27,11 +27,13 @@ PROGRESS = re.compile(r"^cartpole-ppo seed 0: ")
 
 def _params(folder: Path, resume: bool, epochs: int) -> Path:
     """Tiny params in `folder` whose first PPO update runs `epochs` epochs (`10**9`: it never
-    ends), with snapshots every 64 steps when `resume`; the folder gets dvc.yaml (snapshots are
-    keyed on its code deps)."""
+    ends; `max_days` at its highest, so that the schema's bound on one update's time lets it
+    through), with snapshots every 64 steps when `resume`; the folder gets dvc.yaml (snapshots
+    are keyed on its code deps)."""
     data = tiny_params()
     data["root"] = str(ROOT)
     data["experiments"]["cartpole-ppo"]["hyperparams"]["n_epochs"] = epochs
+    data["experiments"]["cartpole-ppo"]["max_days"] = 36525
     if resume:
         data["resume"] = {"every": 64}
     shutil.copy(ROOT / "dvc.yaml", folder / "dvc.yaml")

@@ -493,7 +493,8 @@ class Pipeline:
         done = []
         for name in sorted(self._prepared):
             stage = self._stages[name]
-            if stage.always_changed or not _locked(stage):
+            # Outputs that dvc.lock never recorded (a first run stopped) have nothing to give back.
+            if stage.always_changed or not all(out.hash_info for out in stage.outs):
                 continue
             with suppress(DvcException):  # not in the cache: the rerun regenerates them
                 stage.checkout(force=True, allow_missing=True)
